@@ -1,0 +1,65 @@
+# Invocation History for AWS Lambda. `make demo` and `make test` work on a fresh machine: every
+# target installs what it needs into the project (.venv, .local/bin, build/, dist/).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON_BOOTSTRAP ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+RIE := .local/bin/aws-lambda-rie
+ARCHES := x86_64 arm64
+HOST_ARCH := $(shell uname -m | sed -e 's/aarch64/arm64/' -e 's/amd64/x86_64/')
+GO_SOURCES := $(shell find extension_src -name '*.go' -not -name '*_test.go') extension_src/go.mod
+FUZZTIME ?= 10s
+
+.PHONY: help demo test test-go test-fuzz test-py layer build venv rie clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
+
+demo: venv rie build ## run both sample functions under AWS's Lambda emulator and print what they saw
+	$(PY) -m tools.demo
+
+test: test-go test-fuzz test-py ## everything: Go tests (-race), a short fuzz run, Python tests (local Lambda, CDK)
+
+test-go: ## Go unit tests with the race detector, and vet
+	cd extension_src && go vet ./... && go test -race -count=1 ./...
+	cd functions/go && go vet ./... && go test -race -count=1 ./...
+
+test-fuzz: ## run the fuzz targets for $(FUZZTIME) each
+	cd extension_src && go test -run='^$$' -fuzz=FuzzParseListParams -fuzztime=$(FUZZTIME) ./internal/localapi
+	cd extension_src && go test -run='^$$' -fuzz=FuzzRequestIDPath -fuzztime=$(FUZZTIME) ./internal/localapi
+
+test-py: venv rie build ## pytest: local end-to-end on the RIE, and the CDK tests
+	$(PY) -m pytest
+
+build: build/extension/invocation-history-extension build/functions/go/bootstrap ## build the extension and the Go sample for this machine
+
+build/extension/invocation-history-extension: $(GO_SOURCES)
+	cd extension_src && CGO_ENABLED=0 go build -trimpath -ldflags="-s -w -buildid=" -o ../$@ .
+
+build/functions/go/bootstrap: functions/go/main.go functions/go/go.mod
+	cd functions/go && CGO_ENABLED=0 go build -trimpath -ldflags="-s -w -buildid=" -o ../../$@ .
+
+layer: $(foreach a,$(ARCHES),dist/invocation-history-extension-$(a).zip) ## the layer zips, one per architecture (reproducible)
+
+dist/invocation-history-extension-%.zip: $(GO_SOURCES) extension_src/build-layer.sh
+	sh extension_src/build-layer.sh $* $@
+
+venv: $(VENV)/.installed ## Python virtual environment with the app and test requirements
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON_BOOTSTRAP) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+rie: $(RIE) ## AWS Lambda Runtime Interface Emulator in .local/bin
+
+$(RIE): tools/install-rie.sh | venv
+	PYTHON=$(PY) sh tools/install-rie.sh .local/bin
+
+clean: ## remove build outputs (keeps .venv and .local)
+	rm -rf build dist cdk.out
+
+-include mk/*.mk

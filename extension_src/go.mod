@@ -1,0 +1,3 @@
+module github.com/invocation-history/extension
+
+go 1.25

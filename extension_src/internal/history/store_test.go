@@ -1,0 +1,171 @@
+package history
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+)
+
+var epoch = time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)
+
+func fixedClock() func() time.Time { return func() time.Time { return epoch } }
+
+func appendN(s *Store, n int) {
+	for i := range n {
+		s.Append(Record{AwsRequestID: fmt.Sprintf("req-%d", i+1)})
+	}
+}
+
+func TestStoreEvictsOldestAndCountsDropped(t *testing.T) {
+	for _, tc := range []struct {
+		name                                      string
+		capacity, appended, wantRetained, dropped int
+	}{
+		{"empty", 3, 0, 0, 0},
+		{"under capacity", 3, 2, 2, 0},
+		{"at capacity", 3, 3, 3, 0},
+		{"over capacity", 3, 5, 3, 2},
+		{"capacity one", 1, 4, 1, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := NewStore(tc.capacity, fixedClock())
+			appendN(s, tc.appended)
+			records, counts := s.List(Query{})
+			if counts.Retained != tc.wantRetained || counts.Dropped != uint64(tc.dropped) || counts.Served != uint64(tc.appended) {
+				t.Fatalf("counts = %+v, want retained %d dropped %d served %d", counts, tc.wantRetained, tc.dropped, tc.appended)
+			}
+			if len(records) != tc.wantRetained {
+				t.Fatalf("len(records) = %d, want %d", len(records), tc.wantRetained)
+			}
+			for i, r := range records { // oldest first, contiguous, the newest ones kept
+				wantSeq := uint64(tc.appended - tc.wantRetained + i + 1)
+				if r.Sequence != wantSeq || r.AwsRequestID != fmt.Sprintf("req-%d", wantSeq) {
+					t.Errorf("records[%d] = %s seq %d, want seq %d", i, r.AwsRequestID, r.Sequence, wantSeq)
+				}
+			}
+			if tc.dropped > 0 {
+				if _, ok := s.Get("req-1"); ok {
+					t.Errorf("evicted record req-1 still found by Get")
+				}
+			}
+		})
+	}
+}
+
+func TestAppendStampsSequenceTimeAndColdStart(t *testing.T) {
+	s := NewStore(5, fixedClock())
+	first := s.Append(Record{AwsRequestID: "a", ColdStart: false, Sequence: 99})
+	second := s.Append(Record{AwsRequestID: "b", ColdStart: true})
+	if first.Sequence != 1 || !first.ColdStart || !first.InvocatedAt.Equal(epoch) {
+		t.Errorf("first = %+v, want sequence 1, cold start, stamped", first)
+	}
+	if second.Sequence != 2 || second.ColdStart {
+		t.Errorf("second = %+v, want sequence 2, warm", second)
+	}
+}
+
+func TestListQuery(t *testing.T) {
+	s := NewStore(5, fixedClock())
+	appendN(s, 8) // retained: sequences 4..8
+	for _, tc := range []struct {
+		name string
+		q    Query
+		want []uint64
+	}{
+		{"all", Query{}, []uint64{4, 5, 6, 7, 8}},
+		{"limit", Query{Limit: 2}, []uint64{7, 8}},
+		{"limit larger than retained", Query{Limit: 50}, []uint64{4, 5, 6, 7, 8}},
+		{"after inside", Query{After: 6}, []uint64{7, 8}},
+		{"after evicted", Query{After: 2}, []uint64{4, 5, 6, 7, 8}},
+		{"after newest", Query{After: 8}, []uint64{}},
+		{"after beyond newest", Query{After: 100}, []uint64{}},
+		{"after and limit", Query{After: 4, Limit: 1}, []uint64{8}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			records, _ := s.List(tc.q)
+			got := make([]uint64, len(records))
+			for i, r := range records {
+				got[i] = r.Sequence
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Fatalf("sequences = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestGetAfterWrapAround(t *testing.T) {
+	s := NewStore(3, fixedClock())
+	appendN(s, 7)
+	r, ok := s.Get("req-6")
+	if !ok || r.Sequence != 6 {
+		t.Fatalf("Get(req-6) = %+v, %v; want sequence 6", r, ok)
+	}
+}
+
+func TestWaitForSeesRecordAppendedLater(t *testing.T) {
+	s := NewStore(3, fixedClock())
+	done := make(chan bool)
+	go func() { done <- s.WaitFor(context.Background(), "late", 5*time.Second) }()
+	s.Append(Record{AwsRequestID: "other"})
+	s.Append(Record{AwsRequestID: "late"})
+	if !<-done {
+		t.Fatal("WaitFor = false, want true once the record was appended")
+	}
+}
+
+func TestWaitForTimesOutAndHonoursContext(t *testing.T) {
+	s := NewStore(3, fixedClock())
+	if s.WaitFor(context.Background(), "never", 10*time.Millisecond) {
+		t.Error("WaitFor(never) = true after timeout")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if s.WaitFor(ctx, "never", time.Hour) {
+		t.Error("WaitFor(never) = true with cancelled context")
+	}
+	s.Append(Record{AwsRequestID: "here"})
+	if !s.WaitFor(context.Background(), "here", 0) {
+		t.Error("WaitFor(here) = false for an existing record with zero wait")
+	}
+}
+
+func TestConcurrentWritersAndReaders(t *testing.T) {
+	s := NewStore(64, time.Now)
+	var wg sync.WaitGroup
+	const writers, perWriter = 4, 500
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range perWriter {
+				s.Append(Record{AwsRequestID: fmt.Sprintf("w%d-%d", w, i)})
+			}
+		}()
+	}
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range perWriter {
+				records, counts := s.List(Query{Limit: 10})
+				for i := 1; i < len(records); i++ {
+					if records[i].Sequence != records[i-1].Sequence+1 {
+						t.Errorf("non-contiguous sequences %d then %d", records[i-1].Sequence, records[i].Sequence)
+						return
+					}
+				}
+				if counts.Served != counts.Dropped+uint64(counts.Retained) {
+					t.Errorf("inconsistent counts %+v", counts)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if c := s.Counts(); c.Served != writers*perWriter || c.Retained != 64 {
+		t.Fatalf("counts = %+v", c)
+	}
+}

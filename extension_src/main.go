@@ -1,0 +1,57 @@
+// Command invocation-history-extension is a Lambda extension that records every invocation of its
+// execution environment and serves the history on http://127.0.0.1:1203/invocations.
+package main
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/invocation-history/extension/internal/config"
+	"github.com/invocation-history/extension/internal/extensionapi"
+	"github.com/invocation-history/extension/internal/history"
+	"github.com/invocation-history/extension/internal/lifecycle"
+	"github.com/invocation-history/extension/internal/localapi"
+)
+
+// name is the registered name; Lambda requires it to equal the executable's file name.
+const name = "invocation-history-extension"
+
+// version is reported by /environment and in the start-up log line.
+const version = "0.1.0"
+
+func main() {
+	started := time.Now()
+	cfg, warnings := config.Load(os.Getenv)
+	log := slog.New(slog.NewTextHandler(os.Stdout, &slog.HandlerOptions{
+		Level: cfg.LogLevel,
+		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey && len(groups) == 0 {
+				return slog.Attr{} // Lambda timestamps every line already
+			}
+			return a
+		},
+	})).With("extension", name)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	os.Exit(lifecycle.Run(ctx, lifecycle.Options{
+		Name:     name,
+		Version:  version,
+		Config:   cfg,
+		Warnings: warnings,
+		// No overall timeout: /event/next blocks until the next event.
+		Client:  extensionapi.NewClient(cfg.RuntimeAPI, &http.Client{}),
+		Store:   history.NewStore(cfg.MaxRecords, time.Now),
+		Log:     log,
+		Getenv:  os.Getenv,
+		Listen:  localapi.Listen,
+		Started: started,
+		Now:     time.Now,
+	}))
+}
