@@ -1,0 +1,1 @@
+"""Developer tooling: the local Lambda (AWS's Runtime Interface Emulator) and the demo."""

@@ -1,0 +1,81 @@
+"""`make demo`: run both sample functions under AWS's Lambda emulator and show what they saw.
+
+For each sample (Go on provided.al2023 style bootstrap, Python under awslambdaric) this starts a
+fresh execution environment with the extension in /opt/extensions, invokes it several times
+through boto3's Lambda client, prints the history the last invocation saw, then stops the
+environment with SIGTERM and shows the extension's shutdown line.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+
+from tools.local_lambda import LocalLambda, free_port, go_function, python_function
+
+INVOCATIONS = 4
+DEFAULT_PORT = 1203
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Go's listener does: TIME_WAIT is fine
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
+    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths))  # noqa: E731
+    return "\n".join([line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)])
+
+
+def extension_lines(logs: str, message: str) -> list[str]:
+    return [l for l in logs.splitlines() if "extension=invocation-history-extension" in l and f"msg={message}" in l]
+
+
+def run(name: str, bootstrap: list[str]) -> bool:
+    port = DEFAULT_PORT if port_free(DEFAULT_PORT) else free_port()
+    print(f"\n=== {name} sample function: {INVOCATIONS} invocations, extension on 127.0.0.1:{port} ===")
+    local = LocalLambda(bootstrap, env={"INVOCATION_HISTORY_EXTENSION_HTTP_PORT": str(port)})
+    try:
+        local.start()
+        answers = [local.invoke({"demo": i}) for i in range(1, INVOCATIONS + 1)]
+        last = answers[-1]
+        if "extensionError" in last:
+            print(f"the function answered without a history: {last['extensionError']}")
+            return False
+        print(f"What the function saw on its last invocation ({last['requestId']}):\n")
+        rows = [
+            [r["sequence"], r["awsRequestId"], r["invocatedAt"], "yes" if r["coldStart"] else "no",
+             "<- this invocation" if r["awsRequestId"] == last["requestId"] else ""]
+            for r in last["invocations"]
+        ]  # fmt: skip
+        print(table(rows, ["seq", "request id", "invocated at (UTC)", "cold start", ""]))
+        env = last["environment"]
+        print(
+            f"\nenvironment {env['environmentId']}: function {env.get('functionName')} "
+            f"{env.get('functionVersion')}, {env.get('memoryMB')} MB; counts {env['counts']}"
+        )
+        for line in extension_lines(local.logs(), "ready"):
+            print(f"extension start-up: {line}")
+        code = local.stop()
+        print(f"\nSIGTERM sent; the emulator exited with {code}. The extension's last word:")
+        for line in extension_lines(local.logs(), "shutdown"):
+            print(f"  {line}")
+        return code == 0 and len(last["invocations"]) == INVOCATIONS
+    finally:
+        local.cleanup()
+
+
+def main() -> int:
+    ok = run("Go", go_function())
+    ok = run("Python", python_function()) and ok
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""Run a function and its extensions under AWS's Lambda Runtime Interface Emulator (RIE), locally.
+
+The RIE runs every executable in /opt/extensions (a path it hard-codes). To give it ours without
+touching the machine's real /opt, each run happens in a private mount namespace (``unshare
+--mount``) where a temporary directory is bound over /opt. The invoke endpoint listens on
+127.0.0.1 only, and callers use boto3's Lambda client, so the same test code can target a deployed
+function.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import boto3
+import botocore.config
+
+ROOT = Path(__file__).resolve().parent.parent
+RIE = ROOT / ".local/bin/aws-lambda-rie"
+EXTENSION = ROOT / "build/extension/invocation-history-extension"
+GO_BOOTSTRAP = ROOT / "build/functions/go/bootstrap"
+PYTHON_FUNCTION_DIR = ROOT / "functions/python"
+EXTENSION_NAME = "invocation-history-extension"
+
+# Binds the directory in $1 over /opt inside the new mount namespace, then runs the RIE in place of
+# the shell (exec), so the RIE's PID is the one we signal.
+_MOUNT_AND_EXEC = 'mount --bind "$1" /opt && shift && exec "$@"'
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def go_function() -> list[str]:
+    """Bootstrap command of the Go sample (provided.al2023 runs the binary directly)."""
+    return [str(GO_BOOTSTRAP)]
+
+
+def python_function(venv_python: str | None = None) -> list[str]:
+    """Bootstrap command of the Python sample: the real runtime interface client, awslambdaric."""
+    return [venv_python or str(ROOT / ".venv/bin/python"), "-m", "awslambdaric", "handler.handler"]
+
+
+@dataclass
+class LocalLambda:
+    """One execution environment: start(), invoke() as often as needed, stop()."""
+
+    bootstrap: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    # Files to place in /opt/extensions, by name. Default: the extension built by `make build`.
+    extensions: dict[str, Path] | None = None
+    task_root: Path = PYTHON_FUNCTION_DIR
+    # Extra files under /opt, relative path -> source (e.g. a test-only helper binary).
+    opt_files: dict[str, Path] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+        self._tmp = Path(tempfile.mkdtemp(prefix="local-lambda-"))
+        self.log_path = self._tmp / "rie.log"
+        self.opt = self._tmp / "opt"
+        self.last_response: dict | None = None
+        self.client = boto3.client(
+            "lambda",
+            endpoint_url=f"http://127.0.0.1:{self.port}",
+            region_name="us-east-1",
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+            config=botocore.config.Config(
+                retries={"total_max_attempts": 1}, read_timeout=30, connect_timeout=2
+            ),
+        )
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> "LocalLambda":
+        for tool in ("unshare", "mount"):
+            if shutil.which(tool) is None:
+                raise RuntimeError(f"{tool} is needed to run the RIE in a private mount namespace")
+        if not RIE.exists():
+            raise RuntimeError(f"{RIE} is missing: run `make rie`")
+        (self.opt / "extensions").mkdir(parents=True)
+        extensions = {EXTENSION_NAME: EXTENSION} if self.extensions is None else self.extensions
+        for name, source in extensions.items():
+            target = self.opt / "extensions" / name
+            shutil.copy(source, target)
+            target.chmod(0o755)
+        for rel, source in self.opt_files.items():
+            target = self.opt / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(source, target)
+            target.chmod(0o755)
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": os.environ.get("HOME", "/root"),
+            "LAMBDA_TASK_ROOT": str(self.task_root),
+            "AWS_LAMBDA_FUNCTION_NAME": "function",
+            "AWS_REGION": "us-east-1",
+            "PYTHONUNBUFFERED": "1",
+            **self.env,
+        }
+        command = [
+            "unshare", "--mount", "--propagation", "private",
+            "sh", "-c", _MOUNT_AND_EXEC, "sh", str(self.opt),
+            str(RIE), "--runtime-interface-emulator-address", f"127.0.0.1:{self.port}",
+            *self.bootstrap,
+        ]  # fmt: skip
+        self._log = open(self.log_path, "wb")
+        self.process = subprocess.Popen(
+            command, env=env, cwd=self.task_root, stdout=self._log, stderr=subprocess.STDOUT
+        )
+        self._wait_for_port()
+        return self
+
+    def _wait_for_port(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"RIE exited with {self.process.returncode}:\n{self.logs()}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError(f"RIE did not listen on 127.0.0.1:{self.port} within {timeout}s")
+
+    def stop(self, timeout: float = 10.0) -> int:
+        """SIGTERM the RIE (it sends SHUTDOWN to extensions) and return its exit code."""
+        if self.process is None:
+            return 0
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+        return self.process.returncode
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def __enter__(self) -> "LocalLambda":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.cleanup()
+
+    # -- use ------------------------------------------------------------------------------------
+    def invoke(self, payload: dict | None = None) -> dict:
+        """Invoke once; return the decoded answer. A function error raises with the RIE's log."""
+        response = self.client.invoke(FunctionName="function", Payload=json.dumps(payload or {}))
+        body = response["Payload"].read()
+        if response.get("FunctionError"):
+            raise AssertionError(f"function error {body!r}\n{self.logs()}")
+        self.last_response = json.loads(body)
+        return self.last_response
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def wait_for_log(self, text: str, timeout: float = 5.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            logs = self.logs()
+            if text in logs:
+                return logs
+            time.sleep(0.02)
+        raise AssertionError(f"{text!r} not in the logs within {timeout}s:\n{self.logs()}")
