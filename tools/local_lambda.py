@@ -108,8 +108,10 @@ class LocalLambda:
             "PYTHONUNBUFFERED": "1",
             **self.env,
         }
+        # As root a mount namespace is enough; otherwise a user namespace maps us to root inside it.
+        userns = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
         command = [
-            "unshare", "--mount", "--propagation", "private",
+            "unshare", *userns, "--mount", "--propagation", "private",
             "sh", "-c", _MOUNT_AND_EXEC, "sh", str(self.opt),
             str(RIE), "--runtime-interface-emulator-address", f"127.0.0.1:{self.port}",
             *self.bootstrap,

@@ -1,0 +1,61 @@
+package history
+
+import (
+	"fmt"
+	"runtime"
+	"testing"
+	"time"
+)
+
+// realistic returns a record with Lambda-sized fields: a UUID request id, a function ARN and an
+// X-Ray trace header.
+func realistic(i int) Record {
+	return Record{
+		AwsRequestID:       fmt.Sprintf("%08x-1c4b-4f6d-9a7e-%012x", i, i),
+		DeadlineMs:         1795424684697,
+		InvokedFunctionArn: fmt.Sprintf("arn:aws:lambda:eu-west-1:123456789012:function:invocation-history-demo-%d", i%10), // decoded afresh per event
+		TraceID:            fmt.Sprintf("Root=1-6741a8f2-%024x;Parent=%016x;Sampled=0;Lineage=1:abcd1234:0", i, i),
+	}
+}
+
+// BenchmarkStoreMemoryPerRecord reports the heap held per retained record (bytes/record), the
+// figure behind the default of INVOCATION_HISTORY_EXTENSION_MAX_RECORDS.
+func BenchmarkStoreMemoryPerRecord(b *testing.B) {
+	const records = 10000
+	var before, after runtime.MemStats
+	for range b.N {
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		s := NewStore(records, time.Now)
+		for i := range records {
+			s.Append(realistic(i))
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/records, "bytes/record")
+		runtime.KeepAlive(s)
+	}
+}
+
+func BenchmarkAppendFullStore(b *testing.B) {
+	s := NewStore(10000, time.Now)
+	for i := range 10000 {
+		s.Append(realistic(i))
+	}
+	r := realistic(1)
+	b.ResetTimer()
+	for range b.N {
+		s.Append(r)
+	}
+}
+
+func BenchmarkListLast100(b *testing.B) {
+	s := NewStore(10000, time.Now)
+	for i := range 10000 {
+		s.Append(realistic(i))
+	}
+	b.ResetTimer()
+	for range b.N {
+		s.List(Query{Limit: 100})
+	}
+}
