@@ -21,6 +21,29 @@ type Record struct {
 	InvokedFunctionArn string    `json:"invokedFunctionArn,omitempty"`
 	TraceID            string    `json:"traceId,omitempty"`
 	ColdStart          bool      `json:"coldStart"`
+
+	// From the Telemetry API (platform.runtimeDone, platform.report), when it is on.
+	Status           string  `json:"status,omitempty"` // success | error | failure | timeout
+	DurationMs       float64 `json:"durationMs,omitempty"`
+	BilledDurationMs int64   `json:"billedDurationMs,omitempty"`
+	MaxMemoryUsedMB  int64   `json:"maxMemoryUsedMB,omitempty"`
+	InitDurationMs   float64 `json:"initDurationMs,omitempty"` // on the cold start's report only
+	ErrorType        string  `json:"errorType,omitempty"`
+
+	// From the Runtime API proxy, when it is on.
+	RuntimeReceivedAt  time.Time `json:"runtimeReceivedAt,omitzero"`  // the runtime took the event
+	RuntimeRespondedAt time.Time `json:"runtimeRespondedAt,omitzero"` // the runtime posted its answer
+	Outcome            string    `json:"outcome,omitempty"`           // success | error, as the runtime reported it
+	ResponseBytes      int64     `json:"responseBytes,omitempty"`
+}
+
+// InitInfo is what the environment's init phase reported (from telemetry).
+type InitInfo struct {
+	InitType          string  `json:"initType,omitempty"`
+	InitDurationMs    float64 `json:"initDurationMs,omitempty"`
+	InitStatus        string  `json:"initStatus,omitempty"`
+	RuntimeVersion    string  `json:"runtimeVersion,omitempty"`
+	RuntimeVersionArn string  `json:"runtimeVersionArn,omitempty"`
 }
 
 // Counts are the store's counters.
@@ -28,7 +51,14 @@ type Counts struct {
 	Served   uint64 `json:"served"`   // records ever appended
 	Retained int    `json:"retained"` // records held now
 	Dropped  uint64 `json:"dropped"`  // records evicted to respect the capacity
+	// Updates for request ids not (yet) recorded are held until their record appears; beyond
+	// MaxPending the oldest is discarded and counted here.
+	PendingUpdates        int    `json:"pendingUpdates"`
+	PendingUpdatesDropped uint64 `json:"pendingUpdatesDropped"`
 }
+
+// MaxPending bounds the request ids with updates waiting for their record.
+const MaxPending = 1024
 
 // Store is a bounded, concurrency-safe ring of records, oldest first.
 type Store struct {
@@ -40,6 +70,11 @@ type Store struct {
 	bySeq    map[string]uint64 // request id -> sequence, for retained records only
 	appended chan struct{}     // closed and replaced on every append: wakes waiters
 	now      func() time.Time
+
+	pending        map[string][]func(*Record) // updates that arrived before their record
+	pendingOrder   []string                   // FIFO of pending ids, for eviction
+	pendingDropped uint64
+	init           InitInfo
 }
 
 // NewStore returns a store that retains at most capacity records (capacity >= 1). now stamps
@@ -51,6 +86,7 @@ func NewStore(capacity int, now func() time.Time) *Store {
 	return &Store{
 		ring:     make([]Record, capacity),
 		bySeq:    make(map[string]uint64, capacity),
+		pending:  make(map[string][]func(*Record)),
 		appended: make(chan struct{}),
 		now:      now,
 	}
@@ -63,27 +99,130 @@ func (s *Store) Capacity() int { return len(s.ring) }
 // environment's first invocation, stores it and returns the stored copy.
 func (s *Store) Append(r Record) Record {
 	s.mu.Lock()
+	stored := *s.appendLocked(r)
+	wake := s.wakeLocked()
+	s.mu.Unlock()
+	close(wake)
+	return stored
+}
+
+// Upsert applies fn to the record of requestID, creating it first (stamped as by Append) when it
+// does not exist. created tells fn which happened. Different sources meet here: the INVOKE event,
+// the Runtime API proxy and, on Managed Instances, the telemetry platform.start event all create
+// or complete the same record, whichever comes first.
+func (s *Store) Upsert(requestID string, fn func(r *Record, created bool)) Record {
+	s.mu.Lock()
+	if r := s.findLocked(requestID); r != nil {
+		fn(r, false)
+		stored := *r
+		s.mu.Unlock()
+		return stored
+	}
+	r := s.appendLocked(Record{AwsRequestID: requestID})
+	fn(r, true)
+	stored := *r
+	wake := s.wakeLocked()
+	s.mu.Unlock()
+	close(wake)
+	return stored
+}
+
+// Update applies fn to the record of requestID. When there is no such record yet (telemetry
+// arrives late and out of order, but may also overtake the INVOKE event), the update is held and
+// applied when the record appears; held updates are bounded by MaxPending.
+func (s *Store) Update(requestID string, fn func(*Record)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r := s.findLocked(requestID); r != nil {
+		fn(r)
+		return
+	}
+	if _, ok := s.pending[requestID]; !ok {
+		if len(s.pendingOrder) >= MaxPending {
+			s.compactPendingLocked()
+		}
+		if len(s.pendingOrder) >= MaxPending {
+			s.dropOldestPendingLocked()
+		}
+		s.pendingOrder = append(s.pendingOrder, requestID)
+	}
+	s.pending[requestID] = append(s.pending[requestID], fn)
+}
+
+// SetInit records what the init phase reported.
+func (s *Store) SetInit(fn func(*InitInfo)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fn(&s.init)
+}
+
+// Init returns what the init phase reported.
+func (s *Store) Init() InitInfo {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.init
+}
+
+// compactPendingLocked removes ids whose updates were already applied from pendingOrder.
+func (s *Store) compactPendingLocked() {
+	kept := s.pendingOrder[:0]
+	for _, id := range s.pendingOrder {
+		if _, ok := s.pending[id]; ok {
+			kept = append(kept, id)
+		}
+	}
+	s.pendingOrder = kept
+}
+
+func (s *Store) dropOldestPendingLocked() {
+	for len(s.pendingOrder) > 0 {
+		id := s.pendingOrder[0]
+		s.pendingOrder = s.pendingOrder[1:]
+		if _, ok := s.pending[id]; ok {
+			delete(s.pending, id)
+			s.pendingDropped++
+			return
+		}
+	}
+}
+
+func (s *Store) appendLocked(r Record) *Record {
 	s.served++
 	r.Sequence = s.served
 	r.ColdStart = s.served == 1
 	r.InvocatedAt = s.now().UTC()
+	var slot int
 	if s.size == len(s.ring) {
 		evicted := s.ring[s.start]
 		if s.bySeq[evicted.AwsRequestID] == evicted.Sequence {
 			delete(s.bySeq, evicted.AwsRequestID)
 		}
-		s.ring[s.start] = r
+		slot = s.start
 		s.start = (s.start + 1) % len(s.ring)
 	} else {
-		s.ring[(s.start+s.size)%len(s.ring)] = r
+		slot = (s.start + s.size) % len(s.ring)
 		s.size++
 	}
+	s.ring[slot] = r
 	s.bySeq[r.AwsRequestID] = r.Sequence
+	stored := &s.ring[slot]
+	if updates, ok := s.pending[r.AwsRequestID]; ok {
+		delete(s.pending, r.AwsRequestID) // its id stays in pendingOrder; skipped when reached
+		for _, fn := range updates {
+			fn(stored)
+		}
+		if len(s.pending) == 0 {
+			s.pendingOrder = s.pendingOrder[:0]
+		}
+	}
+	return stored
+}
+
+// wakeLocked swaps the broadcast channel; the caller closes the old one after unlocking.
+func (s *Store) wakeLocked() chan struct{} {
 	wake := s.appended
 	s.appended = make(chan struct{})
-	s.mu.Unlock()
-	close(wake)
-	return r
+	return wake
 }
 
 // Counts returns the counters.
@@ -94,7 +233,10 @@ func (s *Store) Counts() Counts {
 }
 
 func (s *Store) countsLocked() Counts {
-	return Counts{Served: s.served, Retained: s.size, Dropped: s.served - uint64(s.size)}
+	return Counts{
+		Served: s.served, Retained: s.size, Dropped: s.served - uint64(s.size),
+		PendingUpdates: len(s.pending), PendingUpdatesDropped: s.pendingDropped,
+	}
 }
 
 // Query selects records: those with a sequence greater than After, then the most recent Limit of
@@ -133,12 +275,20 @@ func (s *Store) Get(requestID string) (Record, bool) {
 }
 
 func (s *Store) getLocked(requestID string) (Record, bool) {
+	if r := s.findLocked(requestID); r != nil {
+		return *r, true
+	}
+	return Record{}, false
+}
+
+// findLocked returns the slot of a retained record, or nil.
+func (s *Store) findLocked(requestID string) *Record {
 	seq, ok := s.bySeq[requestID]
 	if !ok {
-		return Record{}, false
+		return nil
 	}
 	first := s.served - uint64(s.size) + 1
-	return s.ring[(s.start+int(seq-first))%len(s.ring)], true
+	return &s.ring[(s.start+int(seq-first))%len(s.ring)]
 }
 
 // WaitFor blocks until a record with this request id has been appended, the wait elapses or ctx

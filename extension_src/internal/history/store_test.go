@@ -169,3 +169,84 @@ func TestConcurrentWritersAndReaders(t *testing.T) {
 		t.Fatalf("counts = %+v", c)
 	}
 }
+
+func TestUpsertCreatesOnceThenCompletes(t *testing.T) {
+	s := NewStore(5, fixedClock())
+	var createdFlags []bool
+	for range 2 {
+		s.Upsert("r1", func(r *Record, created bool) {
+			createdFlags = append(createdFlags, created)
+			r.DeadlineMs++
+		})
+	}
+	r, _ := s.Get("r1")
+	if fmt.Sprint(createdFlags) != "[true false]" || r.DeadlineMs != 2 || r.Sequence != 1 || s.Counts().Served != 1 {
+		t.Fatalf("created %v record %+v counts %+v", createdFlags, r, s.Counts())
+	}
+}
+
+func TestUpsertWakesWaiters(t *testing.T) {
+	s := NewStore(5, fixedClock())
+	done := make(chan bool)
+	go func() { done <- s.WaitFor(context.Background(), "r1", 5*time.Second) }()
+	time.Sleep(10 * time.Millisecond)
+	s.Upsert("r1", func(*Record, bool) {})
+	if !<-done {
+		t.Fatal("waiter not woken by Upsert")
+	}
+}
+
+func TestUpdateBeforeRecordIsHeldThenApplied(t *testing.T) {
+	s := NewStore(5, fixedClock())
+	// GIVEN telemetry for r1 overtakes its INVOKE event
+	s.Update("r1", func(r *Record) { r.Status = "success" })
+	s.Update("r1", func(r *Record) { r.DurationMs = 12.5 })
+	if c := s.Counts(); c.PendingUpdates != 1 {
+		t.Fatalf("pending = %d, want 1", c.PendingUpdates)
+	}
+	// WHEN the record appears THEN both updates are applied in order, and nothing is pending
+	rec := s.Append(Record{AwsRequestID: "r1"})
+	if rec.Status != "success" || rec.DurationMs != 12.5 {
+		t.Fatalf("record = %+v", rec)
+	}
+	if c := s.Counts(); c.PendingUpdates != 0 {
+		t.Fatalf("pending = %d after apply", c.PendingUpdates)
+	}
+	// AND later updates apply directly
+	s.Update("r1", func(r *Record) { r.BilledDurationMs = 13 })
+	if r, _ := s.Get("r1"); r.BilledDurationMs != 13 {
+		t.Fatalf("record = %+v", r)
+	}
+}
+
+func TestPendingUpdatesAreBoundedAndCounted(t *testing.T) {
+	s := NewStore(5, fixedClock())
+	for i := range MaxPending + 10 {
+		s.Update(fmt.Sprintf("unknown-%d", i), func(r *Record) { r.Status = "success" })
+	}
+	c := s.Counts()
+	if c.PendingUpdates != MaxPending || c.PendingUpdatesDropped != 10 {
+		t.Fatalf("counts = %+v", c)
+	}
+	// The oldest were dropped: their record appears unenriched; the newest is still enriched.
+	if r := s.Append(Record{AwsRequestID: "unknown-0"}); r.Status != "" {
+		t.Errorf("dropped update applied: %+v", r)
+	}
+	if r := s.Append(Record{AwsRequestID: fmt.Sprintf("unknown-%d", MaxPending+9)}); r.Status != "success" {
+		t.Errorf("held update lost: %+v", r)
+	}
+}
+
+func TestAppliedPendingIDsDoNotCauseDrops(t *testing.T) {
+	s := NewStore(MaxPending*3, fixedClock())
+	// Many ids pass through the pending state and are applied: none may be counted as dropped.
+	for i := range MaxPending * 2 {
+		id := fmt.Sprintf("r%d", i)
+		s.Update(id, func(r *Record) { r.Status = "success" })
+		s.Update("still-waiting", func(r *Record) {})
+		s.Append(Record{AwsRequestID: id})
+	}
+	if c := s.Counts(); c.PendingUpdatesDropped != 0 || c.PendingUpdates != 1 {
+		t.Fatalf("counts = %+v", c)
+	}
+}

@@ -132,11 +132,11 @@ func loop(ctx context.Context, o Options) string {
 		failures = 0
 		switch ev.EventType {
 		case extensionapi.Invoke:
-			rec := o.Store.Append(history.Record{
-				AwsRequestID:       ev.RequestID,
-				DeadlineMs:         ev.DeadlineMs,
-				InvokedFunctionArn: ev.InvokedFunctionArn,
-				TraceID:            ev.Tracing.Value,
+			// Upsert: with the Runtime API proxy on, the record may already exist.
+			rec := o.Store.Upsert(ev.RequestID, func(r *history.Record, _ bool) {
+				r.DeadlineMs = ev.DeadlineMs
+				r.InvokedFunctionArn = ev.InvokedFunctionArn
+				r.TraceID = ev.Tracing.Value
 			})
 			o.Log.Debug("invoke", "requestId", rec.AwsRequestID, "sequence", rec.Sequence)
 		case extensionapi.Shutdown:
