@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -16,6 +17,7 @@ import (
 	"github.com/invocation-history/extension/internal/history"
 	"github.com/invocation-history/extension/internal/lifecycle"
 	"github.com/invocation-history/extension/internal/localapi"
+	"github.com/invocation-history/extension/internal/telemetryapi"
 )
 
 // name is the registered name; Lambda requires it to equal the executable's file name.
@@ -53,5 +55,11 @@ func main() {
 		Listen:  localapi.Listen,
 		Started: started,
 		Now:     time.Now,
+		// One PUT at init; bounded by the lifecycle's own timeout.
+		Telemetry: telemetryapi.NewClient(cfg.RuntimeAPI, &http.Client{}),
+		ListenTelemetry: func(ctx context.Context, port int) (net.Listener, error) {
+			return telemetryapi.Listen(ctx, port, net.DefaultResolver.LookupHost)
+		},
+		Stdout: os.Stdout,
 	}))
 }

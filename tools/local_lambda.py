@@ -65,6 +65,7 @@ class LocalLambda:
 
     def __post_init__(self) -> None:
         self.port = free_port()
+        self.runtime_api_port = free_port()
         self.process: subprocess.Popen | None = None
         self._tmp = Path(tempfile.mkdtemp(prefix="local-lambda-"))
         self.log_path = self._tmp / "rie.log"
@@ -114,6 +115,8 @@ class LocalLambda:
             "unshare", *userns, "--mount", "--propagation", "private",
             "sh", "-c", _MOUNT_AND_EXEC, "sh", str(self.opt),
             str(RIE), "--runtime-interface-emulator-address", f"127.0.0.1:{self.port}",
+            # The Runtime API defaults to 127.0.0.1:9001: a port of its own lets environments run side by side.
+            "--runtime-api-address", f"127.0.0.1:{self.runtime_api_port}",
             *self.bootstrap,
         ]  # fmt: skip
         self._log = open(self.log_path, "wb")

@@ -19,6 +19,17 @@ const (
 	EnvMaxRecords = "INVOCATION_HISTORY_EXTENSION_MAX_RECORDS"
 	EnvMaxWait    = "INVOCATION_HISTORY_EXTENSION_MAX_WAIT_MS"
 	EnvLogLevel   = "INVOCATION_HISTORY_EXTENSION_LOG_LEVEL"
+
+	// Telemetry API enrichment (docs/configuration.md#telemetry).
+	EnvTelemetry          = "INVOCATION_HISTORY_EXTENSION_TELEMETRY"
+	EnvTelemetryPort      = "INVOCATION_HISTORY_EXTENSION_TELEMETRY_PORT"
+	EnvTelemetryMaxItems  = "INVOCATION_HISTORY_EXTENSION_TELEMETRY_MAX_ITEMS"
+	EnvTelemetryMaxBytes  = "INVOCATION_HISTORY_EXTENSION_TELEMETRY_MAX_BYTES"
+	EnvTelemetryTimeoutMs = "INVOCATION_HISTORY_EXTENSION_TELEMETRY_TIMEOUT_MS"
+
+	// Environment start/stop metrics in CloudWatch Embedded Metric Format.
+	EnvMetrics          = "INVOCATION_HISTORY_EXTENSION_METRICS"
+	EnvMetricsNamespace = "INVOCATION_HISTORY_EXTENSION_METRICS_NAMESPACE"
 	// EnvLambdaLogLevel is Lambda's own log-level setting (advanced logging controls); used when
 	// EnvLogLevel is unset.
 	EnvLambdaLogLevel = "AWS_LAMBDA_LOG_LEVEL"
@@ -38,6 +49,46 @@ const (
 	maxMaxWait    = 30 * time.Second
 )
 
+// Telemetry defaults. Lambda accepts maxItems 1000-10000, maxBytes 262144-1048576 and timeoutMs
+// 25-30000 (https://docs.aws.amazon.com/lambda/latest/dg/telemetry-api-reference.html). The
+// extension subscribes to platform events only (a handful per invocation, well under 1 KiB each),
+// so the item and byte limits are never what flushes a batch: the timeout is. The smallest
+// timeout makes records complete (and, on Lambda Managed Instances, exist at all) 25 ms after the
+// event instead of Lambda's default 1000 ms, for at most 40 small loopback POSTs per second.
+const (
+	DefaultTelemetry          = true
+	DefaultTelemetryPort      = 0 // any free port: the subscription names the port actually bound
+	DefaultTelemetryMaxItems  = 1000
+	DefaultTelemetryMaxBytes  = 262144
+	DefaultTelemetryTimeoutMs = 25
+
+	MinTelemetryMaxItems, MaxTelemetryMaxItems   = 1000, 10000
+	MinTelemetryMaxBytes, MaxTelemetryMaxBytes   = 262144, 1048576
+	MinTelemetryTimeoutMs, MaxTelemetryTimeoutMs = 25, 30000
+)
+
+// Metrics defaults. A CloudWatch namespace is 1-255 characters and may not start with "AWS/".
+const (
+	DefaultMetrics          = true
+	DefaultMetricsNamespace = "InvocationHistory"
+	maxNamespaceLength      = 255
+)
+
+// Telemetry is the Telemetry API subscription.
+type Telemetry struct {
+	Enabled   bool
+	Port      int // listener port; 0 picks a free one
+	MaxItems  int
+	MaxBytes  int
+	TimeoutMs int
+}
+
+// Metrics are the environment start/stop metrics.
+type Metrics struct {
+	Enabled   bool
+	Namespace string
+}
+
 // Config is the validated configuration.
 type Config struct {
 	HTTPPort   int           // port of the local API on 127.0.0.1
@@ -45,6 +96,8 @@ type Config struct {
 	MaxWait    time.Duration // upper bound for a caller's wait for its own request id
 	LogLevel   slog.Level
 	RuntimeAPI string // empty when not running inside Lambda
+	Telemetry  Telemetry
+	Metrics    Metrics
 }
 
 // Warning describes one invalid setting that was replaced by its default.
@@ -73,6 +126,29 @@ func Load(getenv func(string) string) (Config, []Warning) {
 		MaxWait:    DefaultMaxWait,
 		LogLevel:   DefaultLogLevel,
 		RuntimeAPI: strings.TrimSpace(getenv(EnvRuntimeAPI)),
+		Telemetry: Telemetry{
+			Enabled: DefaultTelemetry, Port: DefaultTelemetryPort, MaxItems: DefaultTelemetryMaxItems,
+			MaxBytes: DefaultTelemetryMaxBytes, TimeoutMs: DefaultTelemetryTimeoutMs,
+		},
+		Metrics: Metrics{Enabled: DefaultMetrics, Namespace: DefaultMetricsNamespace},
+	}
+	intIn := func(variable string, lo, hi, def int, into *int) {
+		if v, ok := lookup(getenv, variable); ok {
+			if n, err := parseIntIn(v, lo, hi); err != nil {
+				warn(variable, v, err.Error(), strconv.Itoa(def))
+			} else {
+				*into = n
+			}
+		}
+	}
+	onOff := func(variable string, def bool, into *bool) {
+		if v, ok := lookup(getenv, variable); ok {
+			if b, err := ParseSwitch(v); err != nil {
+				warn(variable, v, err.Error(), switchName(def))
+			} else {
+				*into = b
+			}
+		}
 	}
 
 	if v, ok := lookup(getenv, EnvHTTPPort); ok {
@@ -94,6 +170,25 @@ func Load(getenv func(string) string) (Config, []Warning) {
 			warn(EnvMaxWait, v, err.Error(), strconv.Itoa(int(DefaultMaxWait/time.Millisecond)))
 		} else {
 			cfg.MaxWait = time.Duration(n) * time.Millisecond
+		}
+	}
+
+	onOff(EnvTelemetry, DefaultTelemetry, &cfg.Telemetry.Enabled)
+	intIn(EnvTelemetryPort, 0, 65535, DefaultTelemetryPort, &cfg.Telemetry.Port)
+	if cfg.Telemetry.Port != 0 && cfg.Telemetry.Port == cfg.HTTPPort {
+		warn(EnvTelemetryPort, getenv(EnvTelemetryPort), "the local API already uses this port ("+EnvHTTPPort+")", strconv.Itoa(DefaultTelemetryPort))
+		cfg.Telemetry.Port = DefaultTelemetryPort
+	}
+	intIn(EnvTelemetryMaxItems, MinTelemetryMaxItems, MaxTelemetryMaxItems, DefaultTelemetryMaxItems, &cfg.Telemetry.MaxItems)
+	intIn(EnvTelemetryMaxBytes, MinTelemetryMaxBytes, MaxTelemetryMaxBytes, DefaultTelemetryMaxBytes, &cfg.Telemetry.MaxBytes)
+	intIn(EnvTelemetryTimeoutMs, MinTelemetryTimeoutMs, MaxTelemetryTimeoutMs, DefaultTelemetryTimeoutMs, &cfg.Telemetry.TimeoutMs)
+
+	onOff(EnvMetrics, DefaultMetrics, &cfg.Metrics.Enabled)
+	if v, ok := lookup(getenv, EnvMetricsNamespace); ok {
+		if err := validNamespace(strings.TrimSpace(v)); err != nil {
+			warn(EnvMetricsNamespace, v, err.Error(), DefaultMetricsNamespace)
+		} else {
+			cfg.Metrics.Namespace = strings.TrimSpace(v)
 		}
 	}
 
@@ -127,6 +222,41 @@ func ParseLogLevel(s string) (slog.Level, error) {
 		return slog.LevelError, nil
 	}
 	return 0, fmt.Errorf("want one of TRACE, DEBUG, INFO, WARN, ERROR, FATAL")
+}
+
+// ParseSwitch accepts on/off, true/false, 1/0, yes/no and enabled/disabled, any case.
+func ParseSwitch(s string) (bool, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "on", "true", "1", "yes", "enabled":
+		return true, nil
+	case "off", "false", "0", "no", "disabled":
+		return false, nil
+	}
+	return false, fmt.Errorf("want on or off")
+}
+
+func switchName(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
+}
+
+// validNamespace applies CloudWatch's rules for a metric namespace.
+func validNamespace(ns string) error {
+	if ns == "" || len(ns) > maxNamespaceLength {
+		return fmt.Errorf("want 1 to %d characters", maxNamespaceLength)
+	}
+	if strings.HasPrefix(ns, "AWS/") {
+		return fmt.Errorf("the AWS/ prefix is reserved for AWS services")
+	}
+	for _, r := range ns {
+		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune(".-_/#: ", r)
+		if !ok {
+			return fmt.Errorf("character %q is not allowed; use letters, digits and . - _ / # : space", r)
+		}
+	}
+	return nil
 }
 
 // lookup treats an empty or blank value as unset: Lambda consoles and CDK code often leave "".

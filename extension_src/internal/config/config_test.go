@@ -2,6 +2,7 @@ package config
 
 import (
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 )
@@ -10,12 +11,15 @@ func env(m map[string]string) func(string) string {
 	return func(k string) string { return m[k] }
 }
 
+var defaultTelemetry = Telemetry{Enabled: true, Port: 0, MaxItems: 1000, MaxBytes: 262144, TimeoutMs: 25}
+
 func TestLoadDefaults(t *testing.T) {
 	cfg, warnings := Load(env(nil))
 	if len(warnings) != 0 {
 		t.Fatalf("warnings = %v, want none", warnings)
 	}
-	want := Config{HTTPPort: 1203, MaxRecords: DefaultMaxRecords, MaxWait: DefaultMaxWait, LogLevel: slog.LevelInfo}
+	want := Config{HTTPPort: 1203, MaxRecords: DefaultMaxRecords, MaxWait: DefaultMaxWait, LogLevel: slog.LevelInfo,
+		Telemetry: defaultTelemetry, Metrics: Metrics{Enabled: true, Namespace: "InvocationHistory"}}
 	if cfg != want {
 		t.Fatalf("cfg = %+v, want %+v", cfg, want)
 	}
@@ -29,7 +33,8 @@ func TestLoadValidValues(t *testing.T) {
 	if len(warnings) != 0 {
 		t.Fatalf("warnings = %v, want none", warnings)
 	}
-	want := Config{HTTPPort: 9001, MaxRecords: 5, MaxWait: 250 * time.Millisecond, LogLevel: slog.LevelDebug, RuntimeAPI: "127.0.0.1:9001"}
+	want := Config{HTTPPort: 9001, MaxRecords: 5, MaxWait: 250 * time.Millisecond, LogLevel: slog.LevelDebug, RuntimeAPI: "127.0.0.1:9001",
+		Telemetry: defaultTelemetry, Metrics: Metrics{Enabled: true, Namespace: "InvocationHistory"}}
 	if cfg != want {
 		t.Fatalf("cfg = %+v, want %+v", cfg, want)
 	}
@@ -49,6 +54,19 @@ func TestLoadInvalidValueWarnsAndUsesDefault(t *testing.T) {
 		{"max wait too large", EnvMaxWait, "30001", func(c Config) bool { return c.MaxWait == DefaultMaxWait }},
 		{"log level unknown", EnvLogLevel, "loud", func(c Config) bool { return c.LogLevel == slog.LevelInfo }},
 		{"lambda log level unknown", EnvLambdaLogLevel, "verbose", func(c Config) bool { return c.LogLevel == slog.LevelInfo }},
+		{"telemetry switch unknown", EnvTelemetry, "maybe", func(c Config) bool { return c.Telemetry.Enabled }},
+		{"telemetry port negative", EnvTelemetryPort, "-1", func(c Config) bool { return c.Telemetry.Port == 0 }},
+		{"telemetry port is the API port", EnvTelemetryPort, "1203", func(c Config) bool { return c.Telemetry.Port == 0 }},
+		{"max items below Lambda's minimum", EnvTelemetryMaxItems, "999", func(c Config) bool { return c.Telemetry.MaxItems == 1000 }},
+		{"max items above Lambda's maximum", EnvTelemetryMaxItems, "10001", func(c Config) bool { return c.Telemetry.MaxItems == 1000 }},
+		{"max bytes below Lambda's minimum", EnvTelemetryMaxBytes, "262143", func(c Config) bool { return c.Telemetry.MaxBytes == 262144 }},
+		{"max bytes above Lambda's maximum", EnvTelemetryMaxBytes, "1048577", func(c Config) bool { return c.Telemetry.MaxBytes == 262144 }},
+		{"timeout below Lambda's minimum", EnvTelemetryTimeoutMs, "24", func(c Config) bool { return c.Telemetry.TimeoutMs == 25 }},
+		{"timeout above Lambda's maximum", EnvTelemetryTimeoutMs, "30001", func(c Config) bool { return c.Telemetry.TimeoutMs == 25 }},
+		{"metrics switch unknown", EnvMetrics, "sometimes", func(c Config) bool { return c.Metrics.Enabled }},
+		{"namespace reserved", EnvMetricsNamespace, "AWS/Lambda", func(c Config) bool { return c.Metrics.Namespace == "InvocationHistory" }},
+		{"namespace bad character", EnvMetricsNamespace, "a$b", func(c Config) bool { return c.Metrics.Namespace == "InvocationHistory" }},
+		{"namespace too long", EnvMetricsNamespace, strings.Repeat("n", 256), func(c Config) bool { return c.Metrics.Namespace == "InvocationHistory" }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg, warnings := Load(env(map[string]string{tc.variable: tc.value}))
@@ -81,6 +99,32 @@ func TestLogLevelPrecedence(t *testing.T) {
 			cfg, warnings := Load(env(tc.env))
 			if len(warnings) != 0 || cfg.LogLevel != tc.want {
 				t.Fatalf("level = %v, warnings = %v; want %v and none", cfg.LogLevel, warnings, tc.want)
+			}
+		})
+	}
+}
+
+func TestTelemetryAndMetricsSettings(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		env           map[string]string
+		wantTelemetry Telemetry
+		wantMetrics   Metrics
+	}{
+		{"switched off", map[string]string{EnvTelemetry: "off", EnvMetrics: "false"},
+			Telemetry{Port: 0, MaxItems: 1000, MaxBytes: 262144, TimeoutMs: 25}, Metrics{Namespace: "InvocationHistory"}},
+		{"Lambda's bounds are accepted", map[string]string{EnvTelemetryPort: "4243", EnvTelemetryMaxItems: "10000", EnvTelemetryMaxBytes: "1048576", EnvTelemetryTimeoutMs: "30000", EnvMetricsNamespace: "Team/History: prod #1"},
+			Telemetry{Enabled: true, Port: 4243, MaxItems: 10000, MaxBytes: 1048576, TimeoutMs: 30000}, Metrics{Enabled: true, Namespace: "Team/History: prod #1"}},
+		{"switch spellings", map[string]string{EnvTelemetry: "ON", EnvMetrics: "Enabled"},
+			defaultTelemetry, Metrics{Enabled: true, Namespace: "InvocationHistory"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, warnings := Load(env(tc.env))
+			if len(warnings) != 0 {
+				t.Fatalf("warnings = %v", warnings)
+			}
+			if cfg.Telemetry != tc.wantTelemetry || cfg.Metrics != tc.wantMetrics {
+				t.Fatalf("telemetry = %+v metrics = %+v, want %+v %+v", cfg.Telemetry, cfg.Metrics, tc.wantTelemetry, tc.wantMetrics)
 			}
 		})
 	}

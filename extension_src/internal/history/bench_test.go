@@ -59,3 +59,38 @@ func BenchmarkListLast100(b *testing.B) {
 		s.List(Query{Limit: 100})
 	}
 }
+
+// enriched completes a record as telemetry does: status, durations, memory, and an error type on
+// every tenth invocation.
+func enriched(r *Record, i int) {
+	r.Status, r.DurationMs, r.BilledDurationMs, r.MaxMemoryUsedMB = "success", 40.12, 41, 31
+	if i%10 == 0 {
+		r.Status, r.ErrorType = "error", "Runtime.HandlerError"
+	}
+}
+
+// BenchmarkStoreMemoryPerEnrichedRecord reports the heap held per retained record once telemetry
+// has completed it (bytes/record): the telemetry fields are numbers and two short strings (the
+// status is a constant; the error type is decoded afresh per event).
+func BenchmarkStoreMemoryPerEnrichedRecord(b *testing.B) {
+	const records = 10000
+	var before, after runtime.MemStats
+	for range b.N {
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		s := NewStore(records, time.Now)
+		for i := range records {
+			r := s.Append(realistic(i))
+			s.Update(r.AwsRequestID, func(r *Record) {
+				enriched(r, i)
+				if r.ErrorType != "" {
+					r.ErrorType = string([]byte(r.ErrorType)) // a fresh copy, as json.Unmarshal makes
+				}
+			})
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/records, "bytes/record")
+		runtime.KeepAlive(s)
+	}
+}

@@ -1,23 +1,29 @@
 // Package lifecycle is the extension's event loop: it reports the configuration, starts the local
-// API, registers with the Extensions API, records every INVOKE in the history store and shuts
+// API and the telemetry listener, registers with the Extensions API, subscribes to the Telemetry
+// API, writes the environment-started metric, records every INVOKE in the history store and shuts
 // down cleanly on SHUTDOWN or SIGTERM. It is the only package that imports its siblings.
 //
 // Lambda lifecycle: https://docs.aws.amazon.com/lambda/latest/dg/runtimes-extensions-api.html
+// Lambda Managed Instances: https://docs.aws.amazon.com/lambda/latest/dg/lambda-managed-instances.html
 package lifecycle
 
 import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"io"
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/invocation-history/extension/internal/config"
 	"github.com/invocation-history/extension/internal/extensionapi"
 	"github.com/invocation-history/extension/internal/history"
 	"github.com/invocation-history/extension/internal/localapi"
+	"github.com/invocation-history/extension/internal/metrics"
+	"github.com/invocation-history/extension/internal/telemetryapi"
 )
 
 // Options are everything the loop needs, passed in so tests control each part.
@@ -33,6 +39,30 @@ type Options struct {
 	Listen   func(port int) (net.Listener, error)
 	Started  time.Time // when the process started, for the start-up time and lifetime
 	Now      func() time.Time
+
+	// Telemetry subscribes to the Telemetry API (nil: telemetry off whatever the configuration).
+	Telemetry *telemetryapi.Client
+	// ListenTelemetry binds the telemetry listener's port (telemetryapi.Listen in Lambda).
+	ListenTelemetry func(ctx context.Context, port int) (net.Listener, error)
+	// Stdout receives the EMF metric lines (nil: no metrics).
+	Stdout io.Writer
+}
+
+// Environment variables Lambda sets on Lambda Managed Instances.
+const (
+	envInitType       = "AWS_LAMBDA_INITIALIZATION_TYPE" // "lambda-managed-instances" there
+	envMaxConcurrency = "AWS_LAMBDA_MAX_CONCURRENCY"     // invocations one environment runs at once
+)
+
+// subscribeTimeout bounds the one PUT of the subscription: a local call that answers in
+// microseconds; the bound only matters when something is wrong, and then init goes on.
+const subscribeTimeout = time.Second
+
+// managedInstances reports whether the environment is on Lambda Managed Instances, where an
+// extension may register for SHUTDOWN only and gets no INVOKE events. Lambda sets both variables
+// there; either is enough (the RIE's managed-instances mode sets both as well).
+func managedInstances(getenv func(string) string) bool {
+	return getenv(envInitType) == telemetryapi.InitTypeManagedInstances || strings.TrimSpace(getenv(envMaxConcurrency)) != ""
 }
 
 // nextEventRetries bounds retries of a failing /event/next before the extension gives up and
@@ -62,13 +92,40 @@ func Run(ctx context.Context, o Options) int {
 		}()
 	}
 
-	// 3. Register for INVOKE and SHUTDOWN. Without a registration there is no identifier to report
-	//    an init error with, so the failure is logged and the process exits: Lambda fails init.
 	if o.Config.RuntimeAPI == "" {
 		log.Error("cannot register: not running in Lambda", "variable", config.EnvRuntimeAPI, "value", "")
 		return 1
 	}
-	reg, err := o.Client.Register(ctx, o.Name, extensionapi.Invoke, extensionapi.Shutdown)
+
+	// 3. Start the telemetry listener before subscribing, so the first batch finds it. On Lambda
+	//    Managed Instances telemetry is the only source of records: platform.start creates them.
+	managed := managedInstances(o.Getenv)
+	env.ManagedInstances = managed
+	var telemetry *telemetryapi.Listener
+	var telemetryLn net.Listener
+	if o.Config.Telemetry.Enabled && o.Telemetry != nil && o.ListenTelemetry != nil {
+		telemetry = telemetryapi.NewListener(telemetryapi.NewApplier(o.Store, managed), telemetryapi.BodyLimit(o.Config.Telemetry.MaxBytes), log)
+		if telemetryLn, err = o.ListenTelemetry(ctx, o.Config.Telemetry.Port); err != nil {
+			log.Error("telemetry listener not started; records are INVOKE-only", "variable", config.EnvTelemetryPort, "port", o.Config.Telemetry.Port, "error", err)
+			env.Features.Telemetry = "failed"
+			telemetry = nil
+		} else {
+			go func() {
+				if err := telemetry.Serve(telemetryLn); err != nil {
+					log.Error("telemetry listener stopped", "error", err)
+				}
+			}()
+		}
+	}
+
+	// 4. Register: for INVOKE and SHUTDOWN, or SHUTDOWN only on Lambda Managed Instances (INVOKE
+	//    is refused there). Without a registration there is no identifier to report an init error
+	//    with, so the failure is logged and the process exits: Lambda fails init.
+	events := []extensionapi.EventType{extensionapi.Invoke, extensionapi.Shutdown}
+	if managed {
+		events = []extensionapi.EventType{extensionapi.Shutdown}
+	}
+	reg, err := o.Client.Register(ctx, o.Name, events...)
 	if err != nil {
 		log.Error("cannot register with the Extensions API", "error", err)
 		return 1
@@ -79,27 +136,116 @@ func Run(ctx context.Context, o Options) int {
 	if reg.FunctionVersion != "" {
 		env.FunctionVersion = reg.FunctionVersion
 	}
-	server.SetEnvironment(env)
-	log.Info("ready", "version", o.Version, "port", o.Config.HTTPPort, "apiListening", listener != nil,
-		"maxRecords", o.Config.MaxRecords, "startupMs", ms(o.Now().Sub(o.Started)))
 
-	// 4. The event loop: nothing between INVOKE and the next /event/next that can wait.
+	// 5. Subscribe: one PUT during init, before the first /event/next. Every failure degrades to
+	//    INVOKE-only records and is logged once.
+	var telemetryNote string
+	if telemetry != nil {
+		env.Features.Telemetry, telemetryNote = subscribe(ctx, o, telemetryLn)
+	}
+	if managed && env.Features.Telemetry != string(telemetryapi.Subscribed) {
+		log.Warn("on Lambda Managed Instances records come only from telemetry, which is not on: the history stays empty",
+			"telemetry", env.Features.Telemetry, "variable", config.EnvTelemetry)
+	}
+	server.SetEnvironment(env)
+
+	// 6. The environment-started metric (one EMF line on stdout).
+	var emitter *metrics.Emitter
+	metricsEnv := metrics.Environment{FunctionName: env.FunctionName, FunctionVersion: env.FunctionVersion, EnvironmentID: env.EnvironmentID, InitType: env.InitType}
+	if o.Config.Metrics.Enabled && o.Stdout != nil {
+		emitter = metrics.NewEmitter(o.Stdout, o.Config.Metrics.Namespace, o.Now)
+		if err := emitter.Started(metricsEnv); err != nil {
+			log.Warn("cannot write the environment-started metric", "error", err)
+		}
+	}
+	ready := []any{"version", o.Version, "port", o.Config.HTTPPort, "apiListening", listener != nil,
+		"maxRecords", o.Config.MaxRecords, "telemetry", env.Features.Telemetry, "managedInstances", managed,
+		"startupMs", ms(o.Now().Sub(o.Started))}
+	if telemetryNote != "" {
+		ready = append(ready, "telemetryNote", telemetryNote)
+	}
+	log.Info("ready", ready...)
+
+	// 7. The event loop: nothing between INVOKE and the next /event/next that can wait.
 	reason := loop(ctx, o)
 
-	// 5. Shut down well inside the deadline: one summary line, exit 0.
+	// 8. Shut down well inside the deadline: the stopped metric, one summary line, exit 0.
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	if listener != nil {
 		_ = server.Shutdown(shutdownCtx)
 	}
+	if telemetry != nil {
+		_ = telemetry.Shutdown(shutdownCtx)
+	}
 	counts := o.Store.Counts()
-	log.Info("shutdown", "reason", reason, "invocationsServed", counts.Served, "retained", counts.Retained,
-		"dropped", counts.Dropped, "lifetimeMs", ms(o.Now().Sub(o.Started)))
+	lifetime := o.Now().Sub(o.Started)
+	if emitter != nil {
+		if err := emitter.Stopped(metricsEnv, lifetime, counts.Served, reason); err != nil {
+			log.Warn("cannot write the environment-stopped metric", "error", err)
+		}
+	}
+	attrs := []any{"reason", reason, "invocationsServed", counts.Served, "retained", counts.Retained,
+		"dropped", counts.Dropped, "lifetimeMs", ms(lifetime)}
+	if telemetry != nil {
+		st := telemetry.Stats()
+		attrs = append(attrs, "telemetryBatches", st.Batches, "telemetryEvents", st.Events,
+			"telemetryIgnored", st.Ignored, "telemetryInvalid", st.Invalid, "telemetryRejected", st.RejectedBatches,
+			"pendingUpdatesDropped", counts.PendingUpdatesDropped)
+	}
+	log.Info("shutdown", attrs...)
 	if reason == "EventLoopFailed" {
 		return 1
 	}
 	return 0
 }
+
+// subscribe sends the one subscription and returns the telemetry feature state for /environment
+// and, when telemetry is not on, why (said once, in the ready line or a warning).
+func subscribe(ctx context.Context, o Options, ln net.Listener) (state, note string) {
+	port := ln.Addr().(*net.TCPAddr).Port
+	t := o.Config.Telemetry
+	req := telemetryapi.NewSubscribeRequest(port, telemetryapi.Buffering{MaxItems: t.MaxItems, MaxBytes: t.MaxBytes, TimeoutMs: t.TimeoutMs})
+	subCtx, cancel := context.WithTimeout(ctx, subscribeTimeout)
+	defer cancel()
+	result, err := o.Telemetry.Subscribe(subCtx, o.Client.ExtensionID(), req)
+	switch {
+	case err != nil:
+		o.Log.Warn("telemetry subscription failed; records are INVOKE-only", "error", err)
+		return "failed", ""
+	case result == telemetryapi.NotSupported:
+		// Expected on the RIE: part of the ready line, not a line of its own (quiet by default).
+		return string(result), "Telemetry.NotSupported: the Telemetry API is not available here; records are INVOKE-only"
+	}
+	return string(result), ""
+}
+
+func environment(o Options) localapi.Environment {
+	memory, _ := strconv.Atoi(o.Getenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE"))
+	return localapi.Environment{
+		EnvironmentID:    newEnvironmentID(),
+		FunctionName:     o.Getenv("AWS_LAMBDA_FUNCTION_NAME"),
+		FunctionVersion:  o.Getenv("AWS_LAMBDA_FUNCTION_VERSION"),
+		MemoryMB:         memory,
+		Region:           o.Getenv("AWS_REGION"),
+		InitType:         o.Getenv("AWS_LAMBDA_INITIALIZATION_TYPE"),
+		InitStartedAt:    o.Started.UTC(),
+		ExtensionVersion: o.Version,
+		Features:         localapi.Features{Telemetry: "off", RequestIDWait: true},
+		Limits:           localapi.Limits{MaxRecords: o.Config.MaxRecords, MaxWaitMs: o.Config.MaxWait.Milliseconds()},
+	}
+}
+
+// newEnvironmentID returns a random id: Lambda exposes no identifier of the execution environment.
+func newEnvironmentID() string {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return "unknown"
+	}
+	return hex.EncodeToString(b)
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // loop processes events until SHUTDOWN, ctx ending, or an unrecoverable API failure; it returns
 // the shutdown reason.
@@ -149,30 +295,3 @@ func loop(ctx context.Context, o Options) string {
 		}
 	}
 }
-
-func environment(o Options) localapi.Environment {
-	memory, _ := strconv.Atoi(o.Getenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE"))
-	return localapi.Environment{
-		EnvironmentID:    newEnvironmentID(),
-		FunctionName:     o.Getenv("AWS_LAMBDA_FUNCTION_NAME"),
-		FunctionVersion:  o.Getenv("AWS_LAMBDA_FUNCTION_VERSION"),
-		MemoryMB:         memory,
-		Region:           o.Getenv("AWS_REGION"),
-		InitType:         o.Getenv("AWS_LAMBDA_INITIALIZATION_TYPE"),
-		InitStartedAt:    o.Started.UTC(),
-		ExtensionVersion: o.Version,
-		Features:         localapi.Features{Telemetry: "off", RequestIDWait: true},
-		Limits:           localapi.Limits{MaxRecords: o.Config.MaxRecords, MaxWaitMs: o.Config.MaxWait.Milliseconds()},
-	}
-}
-
-// newEnvironmentID returns a random id: Lambda exposes no identifier of the execution environment.
-func newEnvironmentID() string {
-	b := make([]byte, 16)
-	if _, err := rand.Read(b); err != nil {
-		return "unknown"
-	}
-	return hex.EncodeToString(b)
-}
-
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -23,21 +23,33 @@ import (
 
 // Environment describes the execution environment; fields not known are omitted.
 type Environment struct {
-	EnvironmentID    string    `json:"environmentId"`
-	FunctionName     string    `json:"functionName,omitempty"`
-	FunctionVersion  string    `json:"functionVersion,omitempty"`
-	MemoryMB         int       `json:"memoryMB,omitempty"`
-	Region           string    `json:"region,omitempty"`
-	InitType         string    `json:"initType,omitempty"`
-	InitStartedAt    time.Time `json:"initStartedAt"`
-	ExtensionVersion string    `json:"extensionVersion"`
-	Features         Features  `json:"features"`
-	Limits           Limits    `json:"limits"`
+	EnvironmentID   string    `json:"environmentId"`
+	FunctionName    string    `json:"functionName,omitempty"`
+	FunctionVersion string    `json:"functionVersion,omitempty"`
+	MemoryMB        int       `json:"memoryMB,omitempty"`
+	Region          string    `json:"region,omitempty"`
+	InitType        string    `json:"initType,omitempty"`
+	InitStartedAt   time.Time `json:"initStartedAt"`
+	// From the telemetry init events (platform.initStart, platform.initReport), when telemetry is on;
+	// filled in from the store at each request.
+	InitDurationMs    float64 `json:"initDurationMs,omitempty"`
+	InitStatus        string  `json:"initStatus,omitempty"`
+	RuntimeVersion    string  `json:"runtimeVersion,omitempty"`
+	RuntimeVersionArn string  `json:"runtimeVersionArn,omitempty"`
+	// ManagedInstances is true on Lambda Managed Instances: no INVOKE events, records come from
+	// telemetry, several invocations run at once.
+	ManagedInstances bool     `json:"managedInstances"`
+	ExtensionVersion string   `json:"extensionVersion"`
+	Features         Features `json:"features"`
+	Limits           Limits   `json:"limits"`
 }
 
 // Features says which optional features are on.
 type Features struct {
-	Telemetry     string `json:"telemetry"` // "off" until the telemetry listener exists
+	// Telemetry is the Telemetry API enrichment: "on" (subscribed), "off" (switched off),
+	// "unsupported" (the API answered Telemetry.NotSupported, as the RIE does in its standard
+	// mode) or "failed" (the listener or the subscription failed; the reason is in the log).
+	Telemetry     string `json:"telemetry"`
 	RuntimeProxy  bool   `json:"runtimeProxy"`
 	S3Export      bool   `json:"s3Export"`
 	RequestIDWait bool   `json:"requestIdWait"`
@@ -287,7 +299,14 @@ func (s *Server) environment(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "InvalidParameter", "/environment takes no parameters")
 		return
 	}
-	writeJSON(w, http.StatusOK, EnvironmentResponse{Environment: *s.env.Load(), Counts: s.store.Counts()})
+	env := *s.env.Load()
+	init := s.store.Init()
+	if env.InitType == "" {
+		env.InitType = init.InitType
+	}
+	env.InitDurationMs, env.InitStatus = init.InitDurationMs, init.InitStatus
+	env.RuntimeVersion, env.RuntimeVersionArn = init.RuntimeVersion, init.RuntimeVersionArn
+	writeJSON(w, http.StatusOK, EnvironmentResponse{Environment: env, Counts: s.store.Counts()})
 }
 
 // wait parks the caller until requestID is recorded; ok is false when too many callers wait.

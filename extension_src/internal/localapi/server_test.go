@@ -230,3 +230,21 @@ func TestTooManyWaitersIsRefusedNotQueued(t *testing.T) {
 		t.Fatalf("status = %d, want 429", rec.Code)
 	}
 }
+
+func TestEnvironmentShowsInitInfoFromTelemetry(t *testing.T) {
+	srv, store := newTestServer(t, 2)
+	_, body := get(t, srv.URL+"/environment")
+	for _, field := range []string{"initType", "initDurationMs", "initStatus", "runtimeVersion", "runtimeVersionArn"} {
+		if _, ok := body[field]; ok {
+			t.Fatalf("%s present before telemetry said it: %v", field, body)
+		}
+	}
+	store.SetInit(func(in *history.InitInfo) {
+		*in = history.InitInfo{InitType: "on-demand", InitDurationMs: 180.25, InitStatus: "success", RuntimeVersion: "python:3.13.v20", RuntimeVersionArn: "arn:rt"}
+	})
+	_, body = get(t, srv.URL+"/environment")
+	if body["initType"] != "on-demand" || body["initDurationMs"] != 180.25 || body["initStatus"] != "success" ||
+		body["runtimeVersion"] != "python:3.13.v20" || body["runtimeVersionArn"] != "arn:rt" || body["managedInstances"] != false {
+		t.Fatalf("body = %v", body)
+	}
+}
