@@ -1,0 +1,317 @@
+"""The ``InvocationHistoryLayer`` construct: the Invocation History extension as a Lambda layer.
+
+The layer is built from ``extension_src/`` by ``extension_src/build-layer.sh`` (the same script, flags and bytes as
+``make layer``): with a local Go when one at least as new as ``extension_src/go.mod`` asks for is on PATH, otherwise
+inside the official Go image through Docker. Built zips are cached by a hash of the extension's source, so an app with
+several layers (or several synths) builds each architecture once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Callable, Optional
+
+from aws_cdk import AssetHashType, RemovalPolicy
+from aws_cdk import aws_lambda as lambda_
+from constructs import Construct
+
+ENV_PREFIX = "INVOCATION_HISTORY_EXTENSION_"
+ENV_HTTP_PORT = ENV_PREFIX + "HTTP_PORT"
+ENV_MAX_RECORDS = ENV_PREFIX + "MAX_RECORDS"
+ENV_MAX_WAIT_MS = ENV_PREFIX + "MAX_WAIT_MS"
+ENV_LOG_LEVEL = ENV_PREFIX + "LOG_LEVEL"
+DEFAULT_HTTP_PORT = 1203
+LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")
+
+#: The official Go image used when no suitable local Go is found (its release decides the bytes, as locally).
+DEFAULT_DOCKER_IMAGE = "golang:1.26"
+
+_REPO_ROOT = Path(__file__).resolve().parent.parent
+#: Default source of the extension: ``extension_src/`` beside the ``stacks/`` package.
+DEFAULT_SOURCE_DIR = _REPO_ROOT / "extension_src"
+
+_ARCH_NAMES = ("x86_64", "arm64")
+# Bumped when the recipe (not the source) changes, so cached zips and asset hashes follow it.
+_RECIPE = "build-layer.sh/1"
+_built: dict[tuple[str, str], Path] = {}
+# The one place a build command is executed (tests replace it to check the command without running Docker).
+_run = subprocess.run
+
+
+class LayerBuildError(RuntimeError):
+    """The extension could not be built for the layer (no suitable Go, no Docker, or the build failed)."""
+
+
+def extension_environment(
+    *,
+    port: Optional[int] = None,
+    max_records: Optional[int] = None,
+    max_wait_ms: Optional[int] = None,
+    log_level: Optional[str] = None,
+) -> dict[str, str]:
+    """The extension's environment variables for these settings, validated.
+
+    Also for functions that carry the extension themselves (container images, see
+    ``functions/container/Dockerfile``), which cannot take a layer.
+
+    :param port: HTTP port of the extension's local API on 127.0.0.1. Default: 1203, the extension's default; the
+        variable is always written so the function code and the extension read the same value.
+    :param max_records: invocations kept in memory, oldest dropped first. Default: not set, the extension keeps 10000.
+    :param max_wait_ms: longest time a request naming its own request id may wait for its record. Default: not set,
+        the extension waits at most 2000 ms.
+    :param log_level: the extension's log level (TRACE, DEBUG, INFO, WARN, ERROR, FATAL). Default: not set, the
+        extension follows ``AWS_LAMBDA_LOG_LEVEL`` and then INFO.
+    """
+    port = DEFAULT_HTTP_PORT if port is None else port
+    if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+        raise ValueError(f"port={port!r} is not a TCP port: pass an integer from 1 to 65535, or omit it for 1203")
+    env = {ENV_HTTP_PORT: str(port)}
+    for name, value, variable in (
+        ("max_records", max_records, ENV_MAX_RECORDS),
+        ("max_wait_ms", max_wait_ms, ENV_MAX_WAIT_MS),
+    ):
+        if value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or value < (1 if name == "max_records" else 0):
+            least = 1 if name == "max_records" else 0
+            raise ValueError(f"{name}={value!r} is invalid: pass an integer >= {least}, or omit it for the default")
+        env[variable] = str(value)
+    if log_level is not None:
+        if not isinstance(log_level, str) or log_level.upper() not in LOG_LEVELS:
+            raise ValueError(
+                f"log_level={log_level!r} is not a Lambda log level: pass one of {', '.join(LOG_LEVELS)}, "
+                "or omit it to follow AWS_LAMBDA_LOG_LEVEL"
+            )
+        env[ENV_LOG_LEVEL] = log_level.upper()
+    return env
+
+
+class InvocationHistoryLayer(lambda_.LayerVersion):
+    """The Invocation History extension as a layer for one architecture, usable with any runtime.
+
+    Example::
+
+        layer = InvocationHistoryLayer(self, "History", architecture=lambda_.Architecture.ARM_64)
+        layer.add_function(my_function, max_records=1000)
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        architecture: Optional[lambda_.Architecture] = None,
+        code: Optional[lambda_.Code] = None,
+        source_dir: Optional[os.PathLike | str] = None,
+        cache_dir: Optional[os.PathLike | str] = None,
+        docker_image: str = DEFAULT_DOCKER_IMAGE,
+        layer_version_name: Optional[str] = None,
+        removal_policy: Optional[RemovalPolicy] = None,
+    ) -> None:
+        """
+        :param architecture: the one architecture the layer's binary runs on. Default: ``Architecture.ARM_64``.
+        :param code: a prebuilt layer zip (e.g. ``Code.from_asset("dist/invocation-history-extension-arm64.zip")``
+            from ``make layer``). Default: the construct builds ``source_dir`` itself (local Go, else Docker).
+        :param source_dir: the extension's Go module with ``build-layer.sh``. Default: ``extension_src/`` of this
+            repository.
+        :param cache_dir: where built zips are kept, named by source hash and architecture.
+            Default: ``build/layer-cache`` beside ``source_dir``.
+        :param docker_image: the Go image used when no suitable local Go is found. Default: ``golang:1.26``.
+        :param layer_version_name: Default: a name CloudFormation generates.
+        :param removal_policy: what happens to old layer versions on update or delete. Default: ``RETAIN``, as
+            ``LayerVersion`` does, so functions still using an old version keep working.
+        """
+        architecture = architecture or lambda_.Architecture.ARM_64
+        if architecture.name not in _ARCH_NAMES:
+            raise ValueError(
+                f"InvocationHistoryLayer '{id}': architecture={architecture.name!r} is not supported: "
+                "pass Architecture.ARM_64 or Architecture.X86_64"
+            )
+        self._source_dir = Path(source_dir) if source_dir is not None else DEFAULT_SOURCE_DIR
+        if code is None:
+            zip_path, asset_hash = build_layer_zip(
+                architecture.name,
+                source_dir=self._source_dir,
+                cache_dir=Path(cache_dir) if cache_dir is not None else None,
+                docker_image=docker_image,
+            )
+            # The hash names the source and recipe, not the bytes: the template is the same on every machine, and
+            # the bytes are the same for the same Go release (reproducible build).
+            code = lambda_.Code.from_asset(
+                str(zip_path), asset_hash=asset_hash, asset_hash_type=AssetHashType.CUSTOM
+            )
+        self.extension_version = extension_version(self._source_dir)
+        super().__init__(
+            scope,
+            id,
+            code=code,
+            # compatible_runtimes is omitted on purpose: the extension is a static binary that works with every
+            # runtime, including OS-only ones; listing runtimes would only block newer ones.
+            compatible_architectures=[architecture],
+            description=f"Invocation History extension {self.extension_version} for {architecture.name}, any runtime",
+            license="MIT",
+            layer_version_name=layer_version_name,
+            removal_policy=removal_policy,
+        )
+        self.architecture = architecture
+
+    def add_function(
+        self,
+        fn: lambda_.IFunction,
+        *,
+        port: Optional[int] = None,
+        max_records: Optional[int] = None,
+        max_wait_ms: Optional[int] = None,
+        log_level: Optional[str] = None,
+    ) -> None:
+        """Attach this layer to ``fn`` and set the extension's environment variables on it.
+
+        Settings left out keep the extension's defaults (see ``extension_environment``); the port is always written.
+
+        :raises ValueError: when ``fn`` runs on another architecture, is a container image, or is not a ``Function``
+            defined in this app; or when a setting is out of range.
+        """
+        name = fn.node.id
+        if not isinstance(fn, lambda_.Function):
+            raise ValueError(
+                f"InvocationHistoryLayer '{self.node.id}' cannot change function '{name}' "
+                f"({type(fn).__name__}): pass a lambda_.Function defined in this app, or add the layer ARN and "
+                "extension_environment() to it yourself"
+            )
+        if fn.runtime.name == lambda_.Runtime.FROM_IMAGE.name:
+            raise ValueError(
+                f"InvocationHistoryLayer '{self.node.id}' cannot be added to function '{name}': it is a container "
+                "image, and images cannot take layers: build the extension into the image instead, as "
+                "functions/container/Dockerfile does, and set extension_environment() on the function"
+            )
+        if fn.architecture.name != self.architecture.name:
+            fix = "ARM_64" if fn.architecture.name == "arm64" else "X86_64"
+            raise ValueError(
+                f"InvocationHistoryLayer '{self.node.id}' is built for {self.architecture.name} but function "
+                f"'{name}' runs on {fn.architecture.name}: create a layer with architecture=Architecture.{fix}"
+            )
+        env = extension_environment(port=port, max_records=max_records, max_wait_ms=max_wait_ms, log_level=log_level)
+        fn.add_layers(self)
+        for key, value in env.items():
+            fn.add_environment(key, value)
+
+
+def extension_version(source_dir: Path = DEFAULT_SOURCE_DIR) -> str:
+    """The ``version`` constant of the extension's ``main.go`` ("unknown" when it cannot be read)."""
+    try:
+        text = (Path(source_dir) / "main.go").read_text()
+    except OSError:
+        return "unknown"
+    match = re.search(r'^\s*(?:const\s+)?version\s*=\s*"([^"]+)"', text, re.MULTILINE)
+    return match.group(1) if match else "unknown"
+
+
+def source_hash(source_dir: Path = DEFAULT_SOURCE_DIR) -> str:
+    """SHA-256 of what the build reads: every non-test Go file, go.mod, go.sum and the build script, by path."""
+    source_dir = Path(source_dir)
+    digest = hashlib.sha256(_RECIPE.encode())
+    for path in sorted(source_dir.rglob("*")):
+        relative = path.relative_to(source_dir)
+        rel = relative.as_posix()
+        if not path.is_file() or any(part.startswith(".") or part == "testdata" for part in relative.parts):
+            continue
+        if rel.endswith("_test.go") or not (rel.endswith(".go") or rel in ("go.mod", "go.sum", "build-layer.sh")):
+            continue
+        digest.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def required_go_version(source_dir: Path = DEFAULT_SOURCE_DIR) -> tuple[int, ...]:
+    """The ``go`` directive of ``go.mod`` as a version tuple, e.g. (1, 25)."""
+    match = re.search(r"^go\s+(\d+(?:\.\d+)*)", (Path(source_dir) / "go.mod").read_text(), re.MULTILINE)
+    if not match:
+        raise LayerBuildError(f"{source_dir}/go.mod has no go directive")
+    return tuple(int(p) for p in match.group(1).split("."))
+
+
+def local_go_version(which: Optional[Callable[[str], Optional[str]]] = None) -> Optional[tuple[int, ...]]:
+    """The version of the ``go`` on PATH, or None when there is none (or it does not answer)."""
+    go = (which or shutil.which)("go")
+    if not go:
+        return None
+    try:
+        out = subprocess.run(
+            [go, "env", "GOVERSION"], capture_output=True, text=True, timeout=60,
+            env={**os.environ, "GOTOOLCHAIN": "local"}, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.match(r"go(\d+(?:\.\d+)*)", out)
+    return tuple(int(p) for p in match.group(1).split(".")) if match else None
+
+
+def build_command(
+    architecture: str,
+    out_zip: Path,
+    *,
+    source_dir: Path = DEFAULT_SOURCE_DIR,
+    docker_image: str = DEFAULT_DOCKER_IMAGE,
+    which: Optional[Callable[[str], Optional[str]]] = None,
+) -> list[str]:
+    """The command that builds the layer zip: local Go when suitable, else Docker; raises when neither is there."""
+    which = which or shutil.which
+    source_dir = Path(source_dir).resolve()
+    need = required_go_version(source_dir)
+    have = local_go_version(which)
+    if have is not None and have >= need:
+        return ["sh", str(source_dir / "build-layer.sh"), architecture, str(out_zip)]
+    docker = which("docker")
+    if docker:
+        out_dir = Path(out_zip).resolve().parent
+        user = [f"--user={os.getuid()}:{os.getgid()}"] if hasattr(os, "getuid") else []
+        return [
+            docker, "run", "--rm", *user,
+            "-e", "GOCACHE=/tmp/go-cache", "-e", "GOPATH=/tmp/go", "-e", "GOTOOLCHAIN=local",
+            "-v", f"{source_dir}:/src:ro", "-v", f"{out_dir}:/out", "-w", "/src",
+            docker_image, "sh", "build-layer.sh", architecture, f"/out/{Path(out_zip).name}",
+        ]
+    found = "no go on PATH" if have is None else "go" + ".".join(map(str, have)) + " on PATH"
+    raise LayerBuildError(
+        f"InvocationHistoryLayer cannot build the extension: it needs Go >= {'.'.join(map(str, need))} on PATH "
+        f"({found}) or Docker (docker not found) to run {source_dir}/build-layer.sh: install either, or pass "
+        f"code=lambda_.Code.from_asset('dist/invocation-history-extension-{architecture}.zip') built with `make layer`"
+    )
+
+
+def build_layer_zip(
+    architecture: str,
+    *,
+    source_dir: Path = DEFAULT_SOURCE_DIR,
+    cache_dir: Optional[Path] = None,
+    docker_image: str = DEFAULT_DOCKER_IMAGE,
+    run: Optional[Callable[..., subprocess.CompletedProcess]] = None,
+) -> tuple[Path, str]:
+    """Build (or reuse) the layer zip for ``architecture``; returns its path and the asset hash to publish it under."""
+    source_dir = Path(source_dir).resolve()
+    digest = source_hash(source_dir)
+    asset_hash = hashlib.sha256(f"{digest}/{architecture}".encode()).hexdigest()
+    cache_dir = Path(cache_dir) if cache_dir is not None else source_dir.parent / "build" / "layer-cache"
+    target = cache_dir / f"invocation-history-extension-{architecture}-{digest[:16]}.zip"
+    key = (str(target), digest)
+    if key in _built or target.is_file():
+        _built[key] = target
+        return target, asset_hash
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".build-") as tmp:
+        out = Path(tmp) / target.name
+        cmd = build_command(architecture, out, source_dir=source_dir, docker_image=docker_image)
+        result = (run or _run)(cmd, capture_output=True, text=True)
+        if result.returncode != 0 or not out.is_file():
+            raise LayerBuildError(
+                f"building the extension layer for {architecture} failed (exit {result.returncode}): "
+                f"{' '.join(cmd)}\n{result.stderr.strip()}"
+            )
+        os.replace(out, target)
+    _built[key] = target
+    return target, asset_hash

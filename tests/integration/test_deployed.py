@@ -1,0 +1,66 @@
+"""The deployed sample functions, invoked with boto3: the same history checks as the local end-to-end tests.
+
+Needs the outputs file of `make deploy` (`cdk deploy --outputs-file cdk-outputs.json`; another path via
+CDK_OUTPUTS_FILE) and AWS credentials; skipped with the reason otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+OUTPUTS_FILE = Path(os.environ.get("CDK_OUTPUTS_FILE", REPO_ROOT / "cdk-outputs.json"))
+
+# (stack, output) of every deployed sample function
+FUNCTIONS = [
+    ("InvocationHistoryDemo", "GoSampleFunctionName"),
+    ("InvocationHistoryDemo", "PythonSampleFunctionName"),
+    ("InvocationHistoryContainer", "ContainerSampleFunctionName"),
+]
+
+
+@pytest.fixture(scope="module")
+def outputs() -> dict:
+    if not OUTPUTS_FILE.is_file():
+        pytest.skip(f"no deployed stacks: {OUTPUTS_FILE} not found (run `make deploy`, or set CDK_OUTPUTS_FILE)")
+    return json.loads(OUTPUTS_FILE.read_text())
+
+
+@pytest.fixture(scope="module")
+def lambda_client(outputs):
+    import boto3
+    from botocore.config import Config
+
+    session = boto3.Session()
+    if session.get_credentials() is None:
+        pytest.skip("no AWS credentials (set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)")
+    if session.region_name is None:
+        pytest.skip("no AWS region (set AWS_REGION to the region of the deployed stacks)")
+    # No retries: a retried invoke would add an invocation the checks do not expect.
+    return session.client("lambda", config=Config(retries={"max_attempts": 1, "mode": "standard"},
+                                                  read_timeout=30))
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("stack,output", FUNCTIONS, ids=[o for _, o in FUNCTIONS])
+def test_deployed_function_sees_its_history_grow(outputs, lambda_client, stack, output):
+    name = outputs.get(stack, {}).get(output)
+    if not name:
+        pytest.skip(f"{stack}.{output} not in {OUTPUTS_FILE}: that stack was not deployed")
+    from tests.shared.history_checks import check_history_grows
+
+    def invoke(payload: dict) -> dict:
+        response = lambda_client.invoke(FunctionName=name, Payload=json.dumps(payload).encode())
+        body = response["Payload"].read()
+        assert "FunctionError" not in response, f"{name} failed: {body[:2000]!r}"
+        return json.loads(body)
+
+    # GIVEN a deployed sample function with the extension
+    # WHEN it is invoked several times
+    # THEN each answer lists every earlier request id in order, and its own
+    answers = check_history_grows(invoke, times=3)
+    assert len(answers) == 3

@@ -1,0 +1,47 @@
+"""Fixtures for the CDK tests: the whole app synthesized once per session, with fixed account and region and the
+context (feature flags) of cdk.json, so the templates are the same on every machine and run."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+if str(REPO_ROOT) not in sys.path:  # app.py lives at the root (pyproject's pythonpath does this too)
+    sys.path.insert(0, str(REPO_ROOT))
+
+import aws_cdk as cdk  # noqa: E402
+from aws_cdk.assertions import Template  # noqa: E402
+
+ACCOUNT = "123456789012"
+REGION = "eu-west-1"
+ENV = cdk.Environment(account=ACCOUNT, region=REGION)
+
+
+def cdk_json_context() -> dict:
+    return json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
+
+
+def new_app(outdir: Path, **extra_context) -> cdk.App:
+    """An App as the CLI would make it from cdk.json, writing to ``outdir``."""
+    return cdk.App(outdir=str(outdir), context={**cdk_json_context(), **extra_context})
+
+
+@pytest.fixture(scope="session")
+def synthesized(tmp_path_factory):
+    """The whole app (``app.create_stacks``), synthesized once: (stacks by name, cloud assembly)."""
+    import app as cdk_app
+
+    app = new_app(tmp_path_factory.mktemp("cdk.out"))
+    stacks = cdk_app.create_stacks(app, ENV)
+    assembly = app.synth()
+    return stacks, assembly
+
+
+@pytest.fixture(scope="session")
+def templates(synthesized) -> dict[str, Template]:
+    stacks, _ = synthesized
+    return {name: Template.from_stack(stack) for name, stack in stacks.items()}

@@ -1,0 +1,220 @@
+"""The InvocationHistoryLayer construct: props, validation errors, both build paths, prebuilt code."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import zipfile
+from pathlib import Path
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk import aws_ecr as ecr
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk.assertions import Match, Template
+
+import stacks.invocation_history_layer as ihl
+from stacks import InvocationHistoryLayer, LayerBuildError, extension_environment
+
+from .conftest import ENV, REPO_ROOT
+
+ARM, X86 = lambda_.Architecture.ARM_64, lambda_.Architecture.X86_64
+
+
+@pytest.fixture
+def stack():
+    return cdk.Stack(cdk.App(), "Test", env=ENV)
+
+
+def python_function(scope, id="Api", architecture=ARM):
+    return lambda_.Function(scope, id, runtime=lambda_.Runtime.PYTHON_3_13, handler="index.handler",
+                            code=lambda_.Code.from_inline("def handler(e, c): return {}"), architecture=architecture)
+
+
+@pytest.fixture
+def prebuilt(tmp_path) -> lambda_.Code:
+    """A stand-in layer zip: construct tests that are not about building do not build."""
+    path = tmp_path / "layer.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("extensions/invocation-history-extension", "#!/bin/sh\n")
+    return lambda_.Code.from_asset(str(path))
+
+
+# ---- props ----------------------------------------------------------------------------------------------------------
+
+def test_defaults_to_arm64_any_runtime_mit(stack, prebuilt):
+    InvocationHistoryLayer(stack, "History", code=prebuilt)
+    Template.from_stack(stack).has_resource_properties("AWS::Lambda::LayerVersion", {
+        "CompatibleArchitectures": ["arm64"],
+        "CompatibleRuntimes": Match.absent(),
+        "LicenseInfo": "MIT",
+        "Description": "Invocation History extension 0.1.0 for arm64, any runtime",
+    })
+
+
+def test_prebuilt_code_skips_the_build(stack, prebuilt, monkeypatch):
+    # GIVEN a build would fail
+    def no_build(*args, **kwargs):
+        raise AssertionError("built although code= was given")
+
+    monkeypatch.setattr(ihl, "build_layer_zip", no_build)
+    # WHEN a layer gets prebuilt code THEN it is used as it is
+    layer = InvocationHistoryLayer(stack, "History", architecture=X86, code=prebuilt)
+    assert layer.architecture.name == "x86_64"
+    Template.from_stack(stack).has_resource_properties("AWS::Lambda::LayerVersion",
+                                                       {"CompatibleArchitectures": ["x86_64"]})
+
+
+def test_add_function_attaches_layer_and_sets_environment(stack, prebuilt):
+    layer = InvocationHistoryLayer(stack, "History", code=prebuilt)
+    layer.add_function(python_function(stack), port=9001, max_records=50, max_wait_ms=0, log_level="debug")
+    t = Template.from_stack(stack)
+    layer_id = next(iter(t.find_resources("AWS::Lambda::LayerVersion")))
+    t.has_resource_properties("AWS::Lambda::Function", {
+        "Layers": [{"Ref": layer_id}],
+        "Environment": {"Variables": {
+            "INVOCATION_HISTORY_EXTENSION_HTTP_PORT": "9001",
+            "INVOCATION_HISTORY_EXTENSION_MAX_RECORDS": "50",
+            "INVOCATION_HISTORY_EXTENSION_MAX_WAIT_MS": "0",
+            "INVOCATION_HISTORY_EXTENSION_LOG_LEVEL": "DEBUG",
+        }},
+    })
+
+
+def test_add_function_defaults_write_only_the_port():
+    assert extension_environment() == {"INVOCATION_HISTORY_EXTENSION_HTTP_PORT": "1203"}
+
+
+# ---- validation errors: each names the prop, the value and the fix ------------------------------------------------
+
+def test_architecture_mismatch_names_both_and_the_fix(stack, prebuilt):
+    layer = InvocationHistoryLayer(stack, "History", code=prebuilt)
+    with pytest.raises(ValueError, match=r"InvocationHistoryLayer 'History' is built for arm64 but function 'Api' "
+                                         r"runs on x86_64: create a layer with architecture=Architecture\.X86_64"):
+        layer.add_function(python_function(stack, architecture=X86))
+
+
+def test_container_image_function_points_to_the_dockerfile(stack, prebuilt):
+    layer = InvocationHistoryLayer(stack, "History", code=prebuilt)
+    image = lambda_.DockerImageFunction(stack, "Image", architecture=ARM, code=lambda_.DockerImageCode.from_ecr(
+        ecr.Repository.from_repository_name(stack, "Repo", "sample")))
+    with pytest.raises(ValueError, match=r"function 'Image': it is a container image.*functions/container/Dockerfile"):
+        layer.add_function(image)
+
+
+def test_imported_function_is_refused(stack, prebuilt):
+    layer = InvocationHistoryLayer(stack, "History", code=prebuilt)
+    imported = lambda_.Function.from_function_arn(stack, "Imported",
+                                                  "arn:aws:lambda:eu-west-1:123456789012:function:other")
+    with pytest.raises(ValueError, match=r"cannot change function 'Imported'.*lambda_\.Function defined in this app"):
+        layer.add_function(imported)
+
+
+def test_unsupported_architecture(stack, prebuilt):
+    with pytest.raises(ValueError, match=r"architecture='s390x' is not supported: pass Architecture\.ARM_64"):
+        InvocationHistoryLayer(stack, "History", code=prebuilt,
+                               architecture=lambda_.Architecture.custom("s390x", "linux/s390x"))
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"port": 0}, r"port=0 is not a TCP port: pass an integer from 1 to 65535"),
+    ({"port": "1203"}, r"port='1203' is not a TCP port"),
+    ({"max_records": 0}, r"max_records=0 is invalid: pass an integer >= 1"),
+    ({"max_wait_ms": -1}, r"max_wait_ms=-1 is invalid: pass an integer >= 0"),
+    ({"log_level": "LOUD"}, r"log_level='LOUD' is not a Lambda log level: pass one of TRACE, DEBUG"),
+])
+def test_invalid_settings_are_refused_before_anything_changes(stack, prebuilt, kwargs, message):
+    layer = InvocationHistoryLayer(stack, "History", code=prebuilt)
+    fn = python_function(stack)
+    with pytest.raises(ValueError, match=message):
+        layer.add_function(fn, **kwargs)
+    assert Template.from_stack(stack).find_resources("AWS::Lambda::Function", {
+        "Properties": {"Layers": Match.any_value()}}) == {}  # nothing half-applied
+
+
+# ---- building: local Go, Docker, neither ----------------------------------------------------------------------------
+
+def fake_which(go=None, docker=None):
+    tools = {"go": go, "docker": docker}
+    return lambda name: tools.get(name)
+
+
+def test_local_go_builds_with_build_layer_sh(tmp_path, monkeypatch):
+    monkeypatch.setattr(ihl, "local_go_version", lambda which=None: (1, 26, 8))
+    cmd = ihl.build_command("x86_64", tmp_path / "out.zip", which=fake_which(go="/usr/bin/go"))
+    assert cmd == ["sh", str(REPO_ROOT / "extension_src" / "build-layer.sh"), "x86_64", str(tmp_path / "out.zip")]
+
+
+def test_docker_is_chosen_when_go_is_absent(tmp_path, monkeypatch):
+    # GIVEN no go on PATH but a docker client
+    monkeypatch.setattr(shutil, "which", fake_which(docker="/usr/bin/docker"))
+    ran = []
+
+    def fake_run(cmd, **kwargs):  # records the command instead of running Docker, and "builds" the zip
+        ran.append(cmd)
+        out_dir = next(v.split(":")[0] for v in cmd if v.endswith(":/out"))
+        Path(out_dir, Path(cmd[-1]).name).write_bytes(b"zip")
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(ihl, "_run", fake_run)
+    # WHEN a layer is created without code
+    InvocationHistoryLayer(cdk.Stack(cdk.App(), "T"), "History", cache_dir=tmp_path / "cache")
+    # THEN the official Go image runs the same build script, with the source read-only
+    (cmd,) = ran
+    src = REPO_ROOT / "extension_src"
+    assert cmd[:3] == ["/usr/bin/docker", "run", "--rm"]
+    assert f"{src}:/src:ro" in cmd and "-w" in cmd and cmd[cmd.index("-w") + 1] == "/src"
+    image = cmd.index("golang:1.26")
+    assert cmd[image + 1:image + 4] == ["sh", "build-layer.sh", "arm64"] and cmd[-1].startswith("/out/")
+
+
+def test_docker_is_chosen_when_local_go_is_too_old(tmp_path, monkeypatch):
+    monkeypatch.setattr(ihl, "local_go_version", lambda which=None: (1, 22, 0))
+    cmd = ihl.build_command("arm64", tmp_path / "out.zip", which=fake_which(go="/usr/bin/go", docker="/bin/docker"),
+                            docker_image="golang:1.25")
+    assert cmd[0] == "/bin/docker" and "golang:1.25" in cmd
+
+
+def test_neither_go_nor_docker_names_both_options(tmp_path):
+    with pytest.raises(LayerBuildError) as error:
+        ihl.build_command("arm64", tmp_path / "out.zip", which=fake_which())
+    message = str(error.value)
+    assert "Go >= 1.25 on PATH (no go on PATH)" in message and "Docker" in message
+    assert "code=lambda_.Code.from_asset('dist/invocation-history-extension-arm64.zip')" in message
+
+
+def test_failed_build_reports_command_and_stderr(tmp_path, monkeypatch):
+    monkeypatch.setattr(ihl, "local_go_version", lambda which=None: (1, 26))
+    monkeypatch.setattr(shutil, "which", fake_which(go="/usr/bin/go"))
+    failing = lambda cmd, **kw: subprocess.CompletedProcess(cmd, 2, "", "main.go:1: syntax error")  # noqa: E731
+    with pytest.raises(LayerBuildError, match=r"failed \(exit 2\): sh .*build-layer.sh arm64.*\nmain.go:1: syntax"):
+        ihl.build_layer_zip("arm64", cache_dir=tmp_path, run=failing)
+
+
+def test_built_zip_is_cached_by_source_hash(tmp_path, monkeypatch):
+    monkeypatch.setattr(ihl, "local_go_version", lambda which=None: (1, 26))
+    monkeypatch.setattr(shutil, "which", fake_which(go="/usr/bin/go"))
+    runs = []
+
+    def fake_run(cmd, **kwargs):
+        runs.append(cmd)
+        Path(cmd[-1]).write_bytes(b"zip")
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    first = ihl.build_layer_zip("arm64", cache_dir=tmp_path, run=fake_run)
+    second = ihl.build_layer_zip("arm64", cache_dir=tmp_path, run=fake_run)
+    assert first == second and len(runs) == 1
+    assert ihl.source_hash()[:16] in first[0].name
+
+
+@pytest.mark.skipif(not shutil.which("go") or ihl.local_go_version() < ihl.required_go_version(),
+                    reason="needs a local Go at least as new as extension_src/go.mod")
+def test_local_build_is_reproducible_and_lays_out_the_extension(tmp_path):
+    # GIVEN two builds of the same source in two caches
+    a, _ = ihl.build_layer_zip("arm64", cache_dir=tmp_path / "a")
+    b, _ = ihl.build_layer_zip("arm64", cache_dir=tmp_path / "b")
+    # THEN the bytes are the same, and Lambda finds the executable extension
+    assert a.read_bytes() == b.read_bytes()
+    with zipfile.ZipFile(a) as zf:
+        info = zf.getinfo("extensions/invocation-history-extension")
+        assert (info.external_attr >> 16) & 0o777 == 0o755
