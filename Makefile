@@ -10,7 +10,7 @@ RIE := .local/bin/aws-lambda-rie
 ARCHES := x86_64 arm64
 HOST_ARCH := $(shell uname -m | sed -e 's/aarch64/arm64/' -e 's/amd64/x86_64/')
 GO_SOURCES := $(shell find extension_src -name '*.go' -not -name '*_test.go') extension_src/go.mod
-FUZZTIME ?= 10s
+FUZZTIME ?= 5s
 
 .PHONY: help demo test test-go test-fuzz test-py layer build venv rie clean
 
@@ -29,6 +29,8 @@ test-go: ## Go unit tests with the race detector, and vet
 test-fuzz: ## run the fuzz targets for $(FUZZTIME) each
 	cd extension_src && go test -run='^$$' -fuzz=FuzzParseListParams -fuzztime=$(FUZZTIME) ./internal/localapi
 	cd extension_src && go test -run='^$$' -fuzz=FuzzRequestIDPath -fuzztime=$(FUZZTIME) ./internal/localapi
+	cd extension_src && go test -run='^$$' -fuzz=FuzzListenerBody -fuzztime=$(FUZZTIME) ./internal/telemetryapi
+	cd extension_src && go test -run='^$$' -fuzz=FuzzHeaderPassThrough -fuzztime=$(FUZZTIME) ./internal/runtimeproxy
 
 test-py: venv rie build ## pytest: local end-to-end on the RIE, and the CDK tests
 	$(PY) -m pytest
@@ -43,7 +45,7 @@ build/functions/go/bootstrap: functions/go/main.go functions/go/go.mod
 
 layer: $(foreach a,$(ARCHES),dist/invocation-history-extension-$(a).zip) ## the layer zips, one per architecture (reproducible)
 
-dist/invocation-history-extension-%.zip: $(GO_SOURCES) extension_src/build-layer.sh
+dist/invocation-history-extension-%.zip: $(GO_SOURCES) extension_src/build-layer.sh extension_src/wrapper/invocation-history-wrapper
 	sh extension_src/build-layer.sh $* $@
 
 venv: $(VENV)/.installed ## Python virtual environment with the app and test requirements

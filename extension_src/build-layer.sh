@@ -19,4 +19,5 @@ trap 'rm -rf "$WORK"' EXIT
 CGO_ENABLED=0 GOOS=linux GOARCH=$GOARCH GOFLAGS=-buildvcs=false \
     go build -trimpath -ldflags="-s -w -buildid=" -o "$WORK/invocation-history-extension" .
 go run ./tools/layerzip -o "$OUT" \
-    "extensions/invocation-history-extension=$WORK/invocation-history-extension:0755"
+    "extensions/invocation-history-extension=$WORK/invocation-history-extension:0755" \
+    "invocation-history-wrapper=wrapper/invocation-history-wrapper:0755"

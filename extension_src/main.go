@@ -61,5 +61,7 @@ func main() {
 			return telemetryapi.Listen(ctx, port, net.DefaultResolver.LookupHost)
 		},
 		Stdout: os.Stdout,
+		// Read by /opt/invocation-history-wrapper; /tmp is private to the execution environment.
+		ProxyAddressFile: "/tmp/invocation-history-extension/runtime-proxy-address",
 	}))
 }

@@ -30,9 +30,14 @@ GO_BOOTSTRAP = ROOT / "build/functions/go/bootstrap"
 PYTHON_FUNCTION_DIR = ROOT / "functions/python"
 EXTENSION_NAME = "invocation-history-extension"
 
-# Binds the directory in $1 over /opt inside the new mount namespace, then runs the RIE in place of
-# the shell (exec), so the RIE's PID is the one we signal.
-_MOUNT_AND_EXEC = 'mount --bind "$1" /opt && shift && exec "$@"'
+# Binds the directory in $1 over /opt and the one in $2 over the extension's state directory in /tmp
+# (where the Runtime API proxy publishes its address), inside the new mount namespace, then runs the
+# RIE in place of the shell (exec), so the RIE's PID is the one we signal.
+_MOUNT_AND_EXEC = 'mount --bind "$1" /opt && mount --bind "$2" "$3" && shift 3 && exec "$@"'
+# In Lambda /tmp belongs to one execution environment; here environments share the machine's /tmp,
+# so each gets its own view of this directory.
+STATE_DIR = Path("/tmp/invocation-history-extension")
+WRAPPER = ROOT / "extension_src/wrapper/invocation-history-wrapper"
 
 
 def free_port() -> int:
@@ -90,6 +95,9 @@ class LocalLambda:
         if not RIE.exists():
             raise RuntimeError(f"{RIE} is missing: run `make rie`")
         (self.opt / "extensions").mkdir(parents=True)
+        self.state = self._tmp / "state"
+        self.state.mkdir()
+        STATE_DIR.mkdir(exist_ok=True)  # the mount point; stays empty on the machine itself
         extensions = {EXTENSION_NAME: EXTENSION} if self.extensions is None else self.extensions
         for name, source in extensions.items():
             target = self.opt / "extensions" / name
@@ -113,7 +121,7 @@ class LocalLambda:
         userns = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
         command = [
             "unshare", *userns, "--mount", "--propagation", "private",
-            "sh", "-c", _MOUNT_AND_EXEC, "sh", str(self.opt),
+            "sh", "-c", _MOUNT_AND_EXEC, "sh", str(self.opt), str(self.state), str(STATE_DIR),
             str(RIE), "--runtime-interface-emulator-address", f"127.0.0.1:{self.port}",
             # The Runtime API defaults to 127.0.0.1:9001: a port of its own lets environments run side by side.
             "--runtime-api-address", f"127.0.0.1:{self.runtime_api_port}",

@@ -26,11 +26,11 @@ def start_lambda(request):
     """Factory: start_lambda(function="go", env={...}, ...) -> started LocalLambda, cleaned up after."""
     started: list[LocalLambda] = []
 
-    def start(function: str = "go", env: dict | None = None, **kwargs) -> LocalLambda:
+    def start(function: str = "go", env: dict | None = None, bootstrap: list[str] | None = None, **kwargs) -> LocalLambda:
         env = dict(env or {})
         # A free port per environment, unless the test sets one: tests never depend on 1203 being free.
         env.setdefault("INVOCATION_HISTORY_EXTENSION_HTTP_PORT", str(free_port()))
-        local = LocalLambda(FUNCTIONS[function](), env=env, **kwargs)
+        local = LocalLambda(bootstrap or FUNCTIONS[function](), env=env, **kwargs)
         started.append(local)
         return local.start()
 

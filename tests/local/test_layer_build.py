@@ -23,7 +23,10 @@ def test_building_twice_gives_identical_bytes(tmp_path, arch):
     with zipfile.ZipFile(tmp_path / "first" / f"invocation-history-extension-{arch}.zip") as z:
         info = z.getinfo("extensions/invocation-history-extension")
         assert stat.S_IMODE(info.external_attr >> 16) == 0o755
-        assert [i.filename for i in z.infolist()] == ["extensions/", "extensions/invocation-history-extension"]
+        assert [i.filename for i in z.infolist()] == [
+            "extensions/", "extensions/invocation-history-extension", "invocation-history-wrapper",
+        ]  # fmt: skip
+        assert stat.S_IMODE(z.getinfo("invocation-history-wrapper").external_attr >> 16) == 0o755
         elf = z.read(info.filename)
     machine = int.from_bytes(elf[18:20], "little")  # ELF e_machine
     assert elf[:4] == b"\x7fELF" and machine == {"x86_64": 62, "arm64": 183}[arch]

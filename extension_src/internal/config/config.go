@@ -8,6 +8,7 @@ package config
 import (
 	"fmt"
 	"log/slog"
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -30,6 +31,10 @@ const (
 	// Environment start/stop metrics in CloudWatch Embedded Metric Format.
 	EnvMetrics          = "INVOCATION_HISTORY_EXTENSION_METRICS"
 	EnvMetricsNamespace = "INVOCATION_HISTORY_EXTENSION_METRICS_NAMESPACE"
+	// The Runtime API proxy (off by default).
+	EnvRuntimeProxy         = "INVOCATION_HISTORY_EXTENSION_RUNTIME_PROXY"
+	EnvRuntimeProxyPort     = "INVOCATION_HISTORY_EXTENSION_RUNTIME_PROXY_PORT"
+	EnvRuntimeProxyUpstream = "INVOCATION_HISTORY_EXTENSION_RUNTIME_PROXY_UPSTREAM"
 	// EnvLambdaLogLevel is Lambda's own log-level setting (advanced logging controls); used when
 	// EnvLogLevel is unset.
 	EnvLambdaLogLevel = "AWS_LAMBDA_LOG_LEVEL"
@@ -74,6 +79,19 @@ const (
 	maxNamespaceLength      = 255
 )
 
+// Runtime API proxy defaults. 9009 is the port the seed documents used for their proxy.
+const (
+	DefaultRuntimeProxy     = false
+	DefaultRuntimeProxyPort = 9009
+)
+
+// RuntimeProxy is the optional Runtime API proxy.
+type RuntimeProxy struct {
+	Enabled  bool
+	Port     int    // on 127.0.0.1
+	Upstream string // host:port; default AWS_LAMBDA_RUNTIME_API, another proxy to chain
+}
+
 // Telemetry is the Telemetry API subscription.
 type Telemetry struct {
 	Enabled   bool
@@ -98,6 +116,7 @@ type Config struct {
 	RuntimeAPI string // empty when not running inside Lambda
 	Telemetry  Telemetry
 	Metrics    Metrics
+	Proxy      RuntimeProxy
 }
 
 // Warning describes one invalid setting that was replaced by its default.
@@ -131,7 +150,9 @@ func Load(getenv func(string) string) (Config, []Warning) {
 			MaxBytes: DefaultTelemetryMaxBytes, TimeoutMs: DefaultTelemetryTimeoutMs,
 		},
 		Metrics: Metrics{Enabled: DefaultMetrics, Namespace: DefaultMetricsNamespace},
+		Proxy:   RuntimeProxy{Enabled: DefaultRuntimeProxy, Port: DefaultRuntimeProxyPort},
 	}
+	cfg.Proxy.Upstream = cfg.RuntimeAPI
 	intIn := func(variable string, lo, hi, def int, into *int) {
 		if v, ok := lookup(getenv, variable); ok {
 			if n, err := parseIntIn(v, lo, hi); err != nil {
@@ -182,6 +203,20 @@ func Load(getenv func(string) string) (Config, []Warning) {
 	intIn(EnvTelemetryMaxItems, MinTelemetryMaxItems, MaxTelemetryMaxItems, DefaultTelemetryMaxItems, &cfg.Telemetry.MaxItems)
 	intIn(EnvTelemetryMaxBytes, MinTelemetryMaxBytes, MaxTelemetryMaxBytes, DefaultTelemetryMaxBytes, &cfg.Telemetry.MaxBytes)
 	intIn(EnvTelemetryTimeoutMs, MinTelemetryTimeoutMs, MaxTelemetryTimeoutMs, DefaultTelemetryTimeoutMs, &cfg.Telemetry.TimeoutMs)
+
+	onOff(EnvRuntimeProxy, DefaultRuntimeProxy, &cfg.Proxy.Enabled)
+	intIn(EnvRuntimeProxyPort, 1, 65535, DefaultRuntimeProxyPort, &cfg.Proxy.Port)
+	if cfg.Proxy.Port == cfg.HTTPPort || (cfg.Proxy.Port == cfg.Telemetry.Port && cfg.Telemetry.Port != 0) {
+		warn(EnvRuntimeProxyPort, getenv(EnvRuntimeProxyPort), "another listener of the extension already uses this port", strconv.Itoa(DefaultRuntimeProxyPort))
+		cfg.Proxy.Port = DefaultRuntimeProxyPort
+	}
+	if v, ok := lookup(getenv, EnvRuntimeProxyUpstream); ok {
+		if err := validHostPort(v); err != nil {
+			warn(EnvRuntimeProxyUpstream, v, err.Error(), EnvRuntimeAPI)
+		} else {
+			cfg.Proxy.Upstream = strings.TrimSpace(v)
+		}
+	}
 
 	onOff(EnvMetrics, DefaultMetrics, &cfg.Metrics.Enabled)
 	if v, ok := lookup(getenv, EnvMetricsNamespace); ok {
@@ -260,6 +295,18 @@ func validNamespace(ns string) error {
 }
 
 // lookup treats an empty or blank value as unset: Lambda consoles and CDK code often leave "".
+// validHostPort accepts host:port with a port from 1 to 65535.
+func validHostPort(v string) error {
+	host, port, err := net.SplitHostPort(strings.TrimSpace(v))
+	if err != nil || host == "" {
+		return fmt.Errorf("want host:port, like AWS_LAMBDA_RUNTIME_API")
+	}
+	if _, err := parseIntIn(port, 1, 65535); err != nil {
+		return fmt.Errorf("want host:port with a port from 1 to 65535")
+	}
+	return nil
+}
+
 func lookup(getenv func(string) string, name string) (string, bool) {
 	v := getenv(name)
 	return v, strings.TrimSpace(v) != ""

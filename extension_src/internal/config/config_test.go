@@ -19,7 +19,8 @@ func TestLoadDefaults(t *testing.T) {
 		t.Fatalf("warnings = %v, want none", warnings)
 	}
 	want := Config{HTTPPort: 1203, MaxRecords: DefaultMaxRecords, MaxWait: DefaultMaxWait, LogLevel: slog.LevelInfo,
-		Telemetry: defaultTelemetry, Metrics: Metrics{Enabled: true, Namespace: "InvocationHistory"}}
+		Telemetry: defaultTelemetry, Metrics: Metrics{Enabled: true, Namespace: "InvocationHistory"},
+		Proxy: RuntimeProxy{Port: 9009}}
 	if cfg != want {
 		t.Fatalf("cfg = %+v, want %+v", cfg, want)
 	}
@@ -34,7 +35,8 @@ func TestLoadValidValues(t *testing.T) {
 		t.Fatalf("warnings = %v, want none", warnings)
 	}
 	want := Config{HTTPPort: 9001, MaxRecords: 5, MaxWait: 250 * time.Millisecond, LogLevel: slog.LevelDebug, RuntimeAPI: "127.0.0.1:9001",
-		Telemetry: defaultTelemetry, Metrics: Metrics{Enabled: true, Namespace: "InvocationHistory"}}
+		Telemetry: defaultTelemetry, Metrics: Metrics{Enabled: true, Namespace: "InvocationHistory"},
+		Proxy: RuntimeProxy{Port: 9009, Upstream: "127.0.0.1:9001"}}
 	if cfg != want {
 		t.Fatalf("cfg = %+v, want %+v", cfg, want)
 	}
@@ -125,6 +127,36 @@ func TestTelemetryAndMetricsSettings(t *testing.T) {
 			}
 			if cfg.Telemetry != tc.wantTelemetry || cfg.Metrics != tc.wantMetrics {
 				t.Fatalf("telemetry = %+v metrics = %+v, want %+v %+v", cfg.Telemetry, cfg.Metrics, tc.wantTelemetry, tc.wantMetrics)
+			}
+		})
+	}
+}
+
+func TestRuntimeProxySettings(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		env         map[string]string
+		want        RuntimeProxy
+		wantWarning string
+	}{
+		{"off by default, upstream is the Runtime API", map[string]string{EnvRuntimeAPI: "127.0.0.1:9001"},
+			RuntimeProxy{Port: 9009, Upstream: "127.0.0.1:9001"}, ""},
+		{"on with a port and a chained upstream", map[string]string{EnvRuntimeAPI: "127.0.0.1:9001", EnvRuntimeProxy: "on", EnvRuntimeProxyPort: "9100", EnvRuntimeProxyUpstream: "127.0.0.1:9200"},
+			RuntimeProxy{Enabled: true, Port: 9100, Upstream: "127.0.0.1:9200"}, ""},
+		{"bad switch", map[string]string{EnvRuntimeProxy: "maybe"}, RuntimeProxy{Port: 9009}, EnvRuntimeProxy},
+		{"bad port", map[string]string{EnvRuntimeProxyPort: "0"}, RuntimeProxy{Port: 9009}, EnvRuntimeProxyPort},
+		{"port of the local API", map[string]string{EnvRuntimeProxyPort: "1203"}, RuntimeProxy{Port: 9009}, EnvRuntimeProxyPort},
+		{"upstream without port", map[string]string{EnvRuntimeAPI: "127.0.0.1:9001", EnvRuntimeProxyUpstream: "localhost"},
+			RuntimeProxy{Port: 9009, Upstream: "127.0.0.1:9001"}, EnvRuntimeProxyUpstream},
+		{"upstream with a URL", map[string]string{EnvRuntimeProxyUpstream: "http://127.0.0.1:1/x"}, RuntimeProxy{Port: 9009}, EnvRuntimeProxyUpstream},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, warnings := Load(env(tc.env))
+			if cfg.Proxy != tc.want {
+				t.Errorf("proxy = %+v, want %+v", cfg.Proxy, tc.want)
+			}
+			if tc.wantWarning == "" && len(warnings) != 0 || tc.wantWarning != "" && (len(warnings) != 1 || warnings[0].Variable != tc.wantWarning) {
+				t.Errorf("warnings = %v, want one for %q", warnings, tc.wantWarning)
 			}
 		})
 	}

@@ -14,6 +14,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -23,6 +25,7 @@ import (
 	"github.com/invocation-history/extension/internal/history"
 	"github.com/invocation-history/extension/internal/localapi"
 	"github.com/invocation-history/extension/internal/metrics"
+	"github.com/invocation-history/extension/internal/runtimeproxy"
 	"github.com/invocation-history/extension/internal/telemetryapi"
 )
 
@@ -46,6 +49,9 @@ type Options struct {
 	ListenTelemetry func(ctx context.Context, port int) (net.Listener, error)
 	// Stdout receives the EMF metric lines (nil: no metrics).
 	Stdout io.Writer
+	// ProxyAddressFile is where the Runtime API proxy's address is written once it listens; the
+	// wrapper script reads it and points the runtime there only then (empty: not written).
+	ProxyAddressFile string
 }
 
 // Environment variables Lambda sets on Lambda Managed Instances.
@@ -63,6 +69,48 @@ const subscribeTimeout = time.Second
 // there; either is enough (the RIE's managed-instances mode sets both as well).
 func managedInstances(getenv func(string) string) bool {
 	return getenv(envInitType) == telemetryapi.InitTypeManagedInstances || strings.TrimSpace(getenv(envMaxConcurrency)) != ""
+}
+
+// startRuntimeProxy starts the Runtime API proxy when it is on and publishes its address for the
+// wrapper. Any failure leaves the runtime on the original API (the wrapper finds no address), so
+// the function keeps working; it returns the proxy (nil when not serving) and a state for the log.
+func startRuntimeProxy(o Options) (*runtimeproxy.Proxy, string) {
+	if o.ProxyAddressFile != "" {
+		_ = os.Remove(o.ProxyAddressFile) // never point a runtime at a proxy that is not there
+	}
+	cfg := o.Config.Proxy
+	if !cfg.Enabled {
+		return nil, "off"
+	}
+	proxy, err := runtimeproxy.New(cfg.Upstream, o.Store, o.Log, o.Now)
+	if err != nil {
+		o.Log.Error("runtime proxy not started; the runtime uses the Runtime API directly", "variable", config.EnvRuntimeProxyUpstream, "value", cfg.Upstream, "error", err)
+		return nil, "failed"
+	}
+	l, err := o.Listen(cfg.Port)
+	if err != nil {
+		o.Log.Error("runtime proxy not started: cannot listen; the runtime uses the Runtime API directly", "variable", config.EnvRuntimeProxyPort, "port", cfg.Port, "error", err)
+		return nil, "failed"
+	}
+	runtimeproxy.Serve(l, proxy)
+	if o.ProxyAddressFile != "" {
+		if err := writeFileAtomic(o.ProxyAddressFile, l.Addr().String()); err != nil {
+			o.Log.Error("runtime proxy listens but its address cannot be published; the wrapper will not use it", "file", o.ProxyAddressFile, "error", err)
+		}
+	}
+	return proxy, l.Addr().String()
+}
+
+// writeFileAtomic writes content to path through a rename, so a reader never sees half of it.
+func writeFileAtomic(path, content string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }
 
 // nextEventRetries bounds retries of a failing /event/next before the extension gives up and
@@ -96,6 +144,11 @@ func Run(ctx context.Context, o Options) int {
 		log.Error("cannot register: not running in Lambda", "variable", config.EnvRuntimeAPI, "value", "")
 		return 1
 	}
+
+	// 2b. The Runtime API proxy, when on, listens before registering: Lambda starts the runtime
+	//     only once every extension has registered, so the runtime finds it ready.
+	proxy, proxyState := startRuntimeProxy(o)
+	env.Features.RuntimeProxy = proxy != nil
 
 	// 3. Start the telemetry listener before subscribing, so the first batch finds it. On Lambda
 	//    Managed Instances telemetry is the only source of records: platform.start creates them.
@@ -164,6 +217,9 @@ func Run(ctx context.Context, o Options) int {
 	if telemetryNote != "" {
 		ready = append(ready, "telemetryNote", telemetryNote)
 	}
+	if o.Config.Proxy.Enabled {
+		ready = append(ready, "runtimeProxy", proxyState)
+	}
 	log.Info("ready", ready...)
 
 	// 7. The event loop: nothing between INVOKE and the next /event/next that can wait.
@@ -192,6 +248,10 @@ func Run(ctx context.Context, o Options) int {
 		attrs = append(attrs, "telemetryBatches", st.Batches, "telemetryEvents", st.Events,
 			"telemetryIgnored", st.Ignored, "telemetryInvalid", st.Invalid, "telemetryRejected", st.RejectedBatches,
 			"pendingUpdatesDropped", counts.PendingUpdatesDropped)
+	}
+	if proxy != nil {
+		st := proxy.Stats()
+		attrs = append(attrs, "runtimeProxyForwarded", st.Forwarded, "runtimeProxyUpstreamErrors", st.UpstreamErrors)
 	}
 	log.Info("shutdown", attrs...)
 	if reason == "EventLoopFailed" {
