@@ -33,6 +33,17 @@ def history(port: int, path: str = "/invocations") -> dict:
     return json.loads(conn.getresponse().read())
 
 
+def answered_record(port: int, timeout: float = 2.0) -> dict:
+    """The newest record once the proxy has recorded the runtime's answer. The proxy records it
+    before passing Lambda's 202 to the runtime, but the RIE may answer the invoker first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        record = history(port)["invocations"][-1]
+        if "outcome" in record or time.monotonic() > deadline:
+            return record
+        time.sleep(0.01)
+
+
 def raw_invoke(local: LocalLambda, payload: dict) -> tuple[int, bytes]:
     """POST to the RIE's invoke endpoint, for answers that are not JSON."""
     conn = http.client.HTTPConnection("127.0.0.1", local.port, timeout=30)
@@ -70,7 +81,7 @@ def test_python_sample_through_the_proxy_records_each_outcome(start_lambda):
         assert record["outcome"] == "success"
         assert record["runtimeReceivedAt"] <= record["runtimeRespondedAt"]
     status, body = raw_invoke(local, {})
-    assert status == 200 and history(local.api_port)["invocations"][-1]["responseBytes"] == len(body)
+    assert status == 200 and answered_record(local.api_port)["responseBytes"] == len(body)
     assert history(local.api_port, "/environment")["features"]["runtimeProxy"] is True
     local.stop()
     assert re.search(r"runtimeProxyForwarded=(\d+)", local.logs()), local.logs()
@@ -87,7 +98,7 @@ def test_raised_error_is_forwarded_and_recorded(start_lambda):
     # status; the RIE, unlike Lambda, sets no X-Amz-Function-Error header either way) ...
     assert error["errorType"] == "OrderFailed" and error["errorMessage"] == "failed on purpose"
     # ... and the record says how it ended, with the runtime's error type header
-    record = history(local.api_port)["invocations"][-1]
+    record = answered_record(local.api_port)
     assert record["outcome"] == "error"
     assert record["errorType"].endswith("OrderFailed")
     # AND the environment keeps serving
@@ -102,7 +113,7 @@ def test_six_megabyte_response_passes_intact(start_lambda):
     status, body = raw_invoke(local, {"bytes": size})
     assert status == 200
     assert hashlib.sha256(body).hexdigest() == hashlib.sha256(json.dumps("x" * size).encode()).hexdigest()
-    record = history(local.api_port)["invocations"][-1]
+    record = answered_record(local.api_port)
     assert record["outcome"] == "success" and record["responseBytes"] == size + 2
 
 
@@ -177,12 +188,12 @@ def test_streamed_response_leaves_the_proxy_chunk_by_chunk():
         # the proxy does not buffer
         assert relay.arrival(b"chunk 0") < sent["chunk 2"]
         assert relay.arrival(b"chunk 3") >= sent["chunk 3"]
-        record = history(int(local.env["INVOCATION_HISTORY_EXTENSION_HTTP_PORT"]))["invocations"][-1]
+        record = answered_record(int(local.env["INVOCATION_HISTORY_EXTENSION_HTTP_PORT"]))
         assert record["outcome"] == "success" and record["responseBytes"] == len(body)
 
         # AND a stream that fails mid-way ends with the runtime's error trailers, recorded
         raw_invoke(local, {"mode": "stream-error"})
-        record = history(int(local.env["INVOCATION_HISTORY_EXTENSION_HTTP_PORT"]))["invocations"][-1]
+        record = answered_record(int(local.env["INVOCATION_HISTORY_EXTENSION_HTTP_PORT"]))
         assert record["outcome"] == "error" and record["errorType"] == "Runtime.StreamFailed"
     finally:
         local.cleanup()

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -104,17 +105,25 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Body != nil && r.Body != http.NoBody {
 		r.Body = body
 	}
-	rec := &statusRecorder{ResponseWriter: w}
-	p.reverse.ServeHTTP(rec, r)
-	if rec.status < 200 || rec.status > 299 {
-		return // Lambda did not accept it: nothing happened to the invocation
-	}
+	// Record when Lambda's answer arrives, before it is passed on: whoever the runtime's answer
+	// unblocks (the invoker, the function's next request) then finds the outcome already there.
+	p.reverse.ServeHTTP(&statusRecorder{ResponseWriter: w, onHeader: func(status int, _ http.Header) {
+		if status < 200 || status > 299 {
+			return // Lambda did not accept it: nothing happened to the invocation
+		}
+		p.recordAnswer(r, requestID, kind, body)
+	}}, r)
+}
+
+// recordAnswer stores how the runtime answered. Lambda answers only after the whole body (and its
+// trailers) arrived, so the count and the trailers are complete here.
+func (p *Proxy) recordAnswer(r *http.Request, requestID string, kind requestKind, body *countingReader) {
 	at := p.now().UTC()
 	outcome, errorType := outcomeSuccess, ""
 	if kind == kindError {
 		outcome, errorType = outcomeError, r.Header.Get(headerErrorType)
 		if errorType == "" {
-			errorType = errorTypeFromBody(body.peek)
+			errorType = errorTypeFromBody(body.peeked())
 		}
 	} else if t := r.Trailer.Get(headerErrorType); t != "" {
 		outcome, errorType = outcomeError, t // a streamed response that failed mid-stream
@@ -207,17 +216,26 @@ func classify(r *http.Request) (requestID string, kind requestKind) {
 // maxErrorBodyPeek bytes when peek is non-nil.
 type countingReader struct {
 	io.ReadCloser
-	n    atomic.Int64
-	peek []byte
+	n      atomic.Int64
+	peekMu sync.Mutex // Lambda may answer before the transport's last Read returns
+	peek   []byte
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.ReadCloser.Read(p)
 	c.n.Add(int64(n))
+	c.peekMu.Lock()
 	if c.peek != nil && len(c.peek) < maxErrorBodyPeek {
 		c.peek = append(c.peek, p[:min(n, maxErrorBodyPeek-len(c.peek))]...)
 	}
+	c.peekMu.Unlock()
 	return n, err
+}
+
+func (c *countingReader) peeked() []byte {
+	c.peekMu.Lock()
+	defer c.peekMu.Unlock()
+	return append([]byte(nil), c.peek...)
 }
 
 // errorTypeFromBody reads errorType from a runtime's error body ({"errorType": ..., ...}).
