@@ -18,9 +18,8 @@ func realistic(i int) Record {
 	}
 }
 
-// BenchmarkStoreMemoryPerRecord reports the heap held per retained record (bytes/record), the
-// figure behind the default of INVOCATION_HISTORY_EXTENSION_MAX_RECORDS.
-func BenchmarkStoreMemoryPerRecord(b *testing.B) {
+// heapPerRecord fills a store of 10,000 records with fill and reports the heap it holds per record.
+func heapPerRecord(b *testing.B, fill func(s *Store, i int)) {
 	const records = 10000
 	var before, after runtime.MemStats
 	for range b.N {
@@ -28,13 +27,19 @@ func BenchmarkStoreMemoryPerRecord(b *testing.B) {
 		runtime.ReadMemStats(&before)
 		s := NewStore(records, time.Now)
 		for i := range records {
-			s.Append(realistic(i))
+			fill(s, i)
 		}
 		runtime.GC()
 		runtime.ReadMemStats(&after)
 		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/records, "bytes/record")
 		runtime.KeepAlive(s)
 	}
+}
+
+// BenchmarkStoreMemoryPerRecord reports the heap held per retained record (bytes/record), the
+// figure behind the default of INVOCATION_HISTORY_EXTENSION_MAX_RECORDS.
+func BenchmarkStoreMemoryPerRecord(b *testing.B) {
+	heapPerRecord(b, func(s *Store, i int) { s.Append(realistic(i)) })
 }
 
 func BenchmarkAppendFullStore(b *testing.B) {
@@ -73,24 +78,13 @@ func enriched(r *Record, i int) {
 // has completed it (bytes/record): the telemetry fields are numbers and two short strings (the
 // status is a constant; the error type is decoded afresh per event).
 func BenchmarkStoreMemoryPerEnrichedRecord(b *testing.B) {
-	const records = 10000
-	var before, after runtime.MemStats
-	for range b.N {
-		runtime.GC()
-		runtime.ReadMemStats(&before)
-		s := NewStore(records, time.Now)
-		for i := range records {
-			r := s.Append(realistic(i))
-			s.Update(r.AwsRequestID, func(r *Record) {
-				enriched(r, i)
-				if r.ErrorType != "" {
-					r.ErrorType = string([]byte(r.ErrorType)) // a fresh copy, as json.Unmarshal makes
-				}
-			})
-		}
-		runtime.GC()
-		runtime.ReadMemStats(&after)
-		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/records, "bytes/record")
-		runtime.KeepAlive(s)
-	}
+	heapPerRecord(b, func(s *Store, i int) {
+		r := s.Append(realistic(i))
+		s.Update(r.AwsRequestID, func(r *Record) {
+			enriched(r, i)
+			if r.ErrorType != "" {
+				r.ErrorType = string([]byte(r.ErrorType)) // a fresh copy, as json.Unmarshal makes
+			}
+		})
+	})
 }
