@@ -13,7 +13,7 @@ func realistic(i int) Record {
 	return Record{
 		AwsRequestID:       fmt.Sprintf("%08x-1c4b-4f6d-9a7e-%012x", i, i),
 		DeadlineMs:         1795424684697,
-		InvokedFunctionArn: fmt.Sprintf("arn:aws:lambda:eu-west-1:123456789012:function:invocation-history-demo-%d", i%10), // decoded afresh per event
+		InvokedFunctionArn: fmt.Sprintf("arn:aws:lambda:eu-west-1:123456789012:function:%s", "invocation-history-demo"), // the same ARN, decoded afresh per event
 		TraceID:            fmt.Sprintf("Root=1-6741a8f2-%024x;Parent=%016x;Sampled=0;Lineage=1:abcd1234:0", i, i),
 	}
 }

@@ -75,6 +75,7 @@ type Store struct {
 	pendingOrder   []string                   // FIFO of pending ids, for eviction
 	pendingDropped uint64
 	init           InitInfo
+	lastArn        string // every record of an environment carries the same ARN: keep one copy
 }
 
 // NewStore returns a store that retains at most capacity records (capacity >= 1). now stamps
@@ -114,12 +115,14 @@ func (s *Store) Upsert(requestID string, fn func(r *Record, created bool)) Recor
 	s.mu.Lock()
 	if r := s.findLocked(requestID); r != nil {
 		fn(r, false)
+		s.shareArnLocked(r)
 		stored := *r
 		s.mu.Unlock()
 		return stored
 	}
 	r := s.appendLocked(Record{AwsRequestID: requestID})
 	fn(r, true)
+	s.shareArnLocked(r)
 	stored := *r
 	wake := s.wakeLocked()
 	s.mu.Unlock()
@@ -206,6 +209,7 @@ func (s *Store) appendLocked(r Record) *Record {
 	s.ring[slot] = r
 	s.bySeq[r.AwsRequestID] = r.Sequence
 	stored := &s.ring[slot]
+	s.shareArnLocked(stored)
 	if updates, ok := s.pending[r.AwsRequestID]; ok {
 		delete(s.pending, r.AwsRequestID) // its id stays in pendingOrder; skipped when reached
 		for _, fn := range updates {
@@ -216,6 +220,16 @@ func (s *Store) appendLocked(r Record) *Record {
 		}
 	}
 	return stored
+}
+
+// shareArnLocked makes a record's ARN the copy held by earlier records when they are equal: each
+// event decodes a fresh ~70-byte string, which would otherwise stay alive once per record.
+func (s *Store) shareArnLocked(r *Record) {
+	if r.InvokedFunctionArn == s.lastArn {
+		r.InvokedFunctionArn = s.lastArn
+	} else if r.InvokedFunctionArn != "" {
+		s.lastArn = r.InvokedFunctionArn
+	}
 }
 
 // wakeLocked swaps the broadcast channel; the caller closes the old one after unlocking.

@@ -250,3 +250,18 @@ func TestAppliedPendingIDsDoNotCauseDrops(t *testing.T) {
 		t.Fatalf("counts = %+v", c)
 	}
 }
+
+func TestRecordsKeepTheirOwnArnWhenItChanges(t *testing.T) {
+	s := NewStore(5, fixedClock())
+	for _, arn := range []string{"arn:a", "arn:a", "arn:b", "", "arn:a"} {
+		s.Append(Record{AwsRequestID: arn + "-id", InvokedFunctionArn: arn})
+	}
+	records, _ := s.List(Query{})
+	var got []string
+	for _, r := range records {
+		got = append(got, r.InvokedFunctionArn)
+	}
+	if fmt.Sprint(got) != "[arn:a arn:a arn:b  arn:a]" {
+		t.Fatalf("arns = %q", got)
+	}
+}
