@@ -1,0 +1,3 @@
+module github.com/invocation-history/bench/loadgen
+
+go 1.25

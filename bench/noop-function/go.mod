@@ -1,0 +1,3 @@
+module github.com/invocation-history/bench/noopfunction
+
+go 1.25

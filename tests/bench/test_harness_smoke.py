@@ -1,0 +1,46 @@
+"""A smoke run of the benchmark harness (bench/run.py) with tiny counts: every scenario runs end to
+end and the results file has the shape docs/performance.md relies on. Not a benchmark: the numbers
+of so few samples mean nothing, so none is checked against a target."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench import run
+from tools.local_lambda import EXTENSION, RIE
+
+
+@pytest.mark.timeout(120)
+def test_quick_run_writes_every_scenario(tmp_path, capsys):
+    # GIVEN the extension, the RIE and the layer zips that `make test` builds
+    if not (EXTENSION.exists() and RIE.exists()):
+        pytest.skip("run with `make test` (needs the extension build and the RIE)")
+    # WHEN the harness runs every scenario with tiny counts and a store of 20 records
+    results = run.main([
+        "--out-dir", str(tmp_path), "--date", "smoke", "--no-chart",
+        "--cold-starts", "1", "--warmup", "2", "--warm-invokes", "10",
+        "--max-records", "20", "--memory-invokes", "40", "--memory-samples", "4",
+        "--api-requests", "20", "--load-seconds", "0.3", "--load-connections", "2",
+        "--scenarios", "cold,warm,memory",
+    ])  # fmt: skip
+    # THEN the JSON holds each scenario for each configuration, and the table names the targets
+    saved = json.loads((tmp_path / "smoke.json").read_text())
+    assert saved == json.loads(json.dumps(results))
+    for config in run.CONFIGS:
+        assert saved["coldStart"][config]["coldMs"]["n"] == 1
+        assert saved["warmInvoke"][config]["n"] == 10
+    assert saved["coldStart"]["ours"]["extensionStartupMs"]["p50"] > 0
+    assert saved["coldStart"]["floor"]["extensionStartupMs"]["p50"] > 0
+    assert saved["warmInvoke"]["ratios"]["p50 ours/baseline"] > 0
+    memory = saved["memory"]
+    assert memory["retainedAtEnd"] == 20 and memory["invokes"] == 40
+    assert memory["atMaxRecords"]["rss"] > 0 and memory["floor"]["atEnd"]["rss"] > 0
+    api = saved["localApi"]
+    assert api["last100"]["requests"] == 20 and api["last100"]["errors"] == 0 and api["last100"]["non2xx"] == 0
+    assert api["fullStoreLoad"]["rps"] > 0
+    # and the modes that do not exist yet are skipped with a reason, not measured
+    assert all(m.get("available") is False and m["reason"] for m in saved["optionalModes"].values())
+    out = capsys.readouterr().out
+    assert "not available" in out and "targets" in out
