@@ -29,6 +29,7 @@ test-go: ## Go unit tests with the race detector, and vet
 test-fuzz: ## run the fuzz targets for $(FUZZTIME) each
 	cd extension_src && go test -run='^$$' -fuzz=FuzzParseListParams -fuzztime=$(FUZZTIME) ./internal/localapi
 	cd extension_src && go test -run='^$$' -fuzz=FuzzRequestIDPath -fuzztime=$(FUZZTIME) ./internal/localapi
+	cd extension_src && go test -run='^$$' -fuzz=FuzzAppendRecordMatchesEncodingJSON -fuzztime=$(FUZZTIME) ./internal/localapi
 	cd extension_src && go test -run='^$$' -fuzz=FuzzListenerBody -fuzztime=$(FUZZTIME) ./internal/telemetryapi
 	cd extension_src && go test -run='^$$' -fuzz=FuzzHeaderPassThrough -fuzztime=$(FUZZTIME) ./internal/runtimeproxy
 

@@ -281,6 +281,33 @@ func (s *Store) List(q Query) ([]Record, Counts) {
 	return out, s.countsLocked()
 }
 
+// Window resolves q against the store as it is now: the selected records are those with
+// after < sequence <= upTo. Read them with Page, a bounded slice at a time, so that a reader of a
+// full store never copies it whole; counts are read at the same instant.
+func (s *Store) Window(q Query) (after, upTo uint64, counts Counts) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	upTo = s.served
+	after = max(q.After, s.served-uint64(s.size)) // nothing before the oldest retained record
+	if q.Limit > 0 && upTo > uint64(q.Limit) {
+		after = max(after, upTo-uint64(q.Limit))
+	}
+	return min(after, upTo), upTo, s.countsLocked()
+}
+
+// Page copies into dst[:0], oldest first, up to cap(dst) records with after < sequence <= upTo.
+// Records evicted since the window was taken are skipped.
+func (s *Store) Page(after, upTo uint64, dst []Record) []Record {
+	dst = dst[:0]
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	first := s.served - uint64(s.size) + 1
+	for seq := max(after+1, first); seq <= upTo && len(dst) < cap(dst); seq++ {
+		dst = append(dst, s.ring[(s.start+int(seq-first))%len(s.ring)])
+	}
+	return dst
+}
+
 // Get returns the retained record with this request id.
 func (s *Store) Get(requestID string) (Record, bool) {
 	s.mu.RLock()

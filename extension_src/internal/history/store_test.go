@@ -265,3 +265,39 @@ func TestRecordsKeepTheirOwnArnWhenItChanges(t *testing.T) {
 		t.Fatalf("arns = %q", got)
 	}
 }
+
+func TestWindowAndPageReadTheSameAsList(t *testing.T) {
+	s := NewStore(5, fixedClock())
+	appendN(s, 8) // retained: 4..8
+	for _, q := range []Query{{}, {Limit: 2}, {Limit: 50}, {After: 6}, {After: 2}, {After: 8}, {After: 100}, {After: 4, Limit: 1}} {
+		want, _ := s.List(q)
+		after, upTo, counts := s.Window(q)
+		var got []Record
+		page := make([]Record, 0, 2) // small pages: several calls
+		for {
+			page = s.Page(after, upTo, page)
+			if len(page) == 0 {
+				break
+			}
+			got = append(got, page...)
+			after = page[len(page)-1].Sequence
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) && !(len(got) == 0 && len(want) == 0) {
+			t.Errorf("query %+v: paged %v, listed %v", q, got, want)
+		}
+		if counts.Served != 8 {
+			t.Errorf("counts = %+v", counts)
+		}
+	}
+}
+
+func TestPageSkipsRecordsEvictedSinceTheWindow(t *testing.T) {
+	s := NewStore(3, fixedClock())
+	appendN(s, 3)
+	after, upTo, _ := s.Window(Query{})
+	appendN(s, 2) // evicts sequences 1 and 2
+	page := s.Page(after, upTo, make([]Record, 0, 10))
+	if len(page) != 1 || page[0].Sequence != 3 {
+		t.Fatalf("page = %v, want only sequence 3 (records newer than the window are not included)", page)
+	}
+}

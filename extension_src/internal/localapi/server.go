@@ -238,13 +238,12 @@ func (s *Server) listInvocations(w http.ResponseWriter, r *http.Request) {
 		}
 		waited = &WaitState{RequestID: p.RequestID, Found: found}
 	}
-	records, counts := s.store.List(p.Query)
+	after, upTo, counts := s.store.Window(p.Query)
 	cursor := p.Query.After
-	if len(records) > 0 {
-		cursor = records[len(records)-1].Sequence
+	if upTo > after {
+		cursor = upTo // the newest record returned
 	}
-	writeJSON(w, http.StatusOK, ListResponse{
-		Invocations:   records,
+	streamList(w, s.store, after, upTo, ListResponse{
 		EnvironmentID: s.env.Load().EnvironmentID,
 		Served:        counts.Served,
 		Retained:      counts.Retained,
