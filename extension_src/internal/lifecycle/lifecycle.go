@@ -154,21 +154,21 @@ func Run(ctx context.Context, o Options) int {
 	//    Managed Instances telemetry is the only source of records: platform.start creates them.
 	managed := managedInstances(o.Getenv)
 	env.ManagedInstances = managed
+	// The listener's address comes from a DNS lookup of sandbox.localdomain (up to 100 ms when
+	// the resolver is slow): bind it concurrently with the registration, off the critical path.
 	var telemetry *telemetryapi.Listener
 	var telemetryLn net.Listener
+	type bound struct {
+		ln  net.Listener
+		err error
+	}
+	telemetryBound := make(chan bound, 1)
 	if o.Config.Telemetry.Enabled && o.Telemetry != nil && o.ListenTelemetry != nil {
 		telemetry = telemetryapi.NewListener(telemetryapi.NewApplier(o.Store, managed), telemetryapi.BodyLimit(o.Config.Telemetry.MaxBytes), log)
-		if telemetryLn, err = o.ListenTelemetry(ctx, o.Config.Telemetry.Port); err != nil {
-			log.Error("telemetry listener not started; records are INVOKE-only", "variable", config.EnvTelemetryPort, "port", o.Config.Telemetry.Port, "error", err)
-			env.Features.Telemetry = "failed"
-			telemetry = nil
-		} else {
-			go func() {
-				if err := telemetry.Serve(telemetryLn); err != nil {
-					log.Error("telemetry listener stopped", "error", err)
-				}
-			}()
-		}
+		go func() {
+			ln, err := o.ListenTelemetry(ctx, o.Config.Telemetry.Port)
+			telemetryBound <- bound{ln, err}
+		}()
 	}
 
 	// 4. Register: for INVOKE and SHUTDOWN, or SHUTDOWN only on Lambda Managed Instances (INVOKE
@@ -188,6 +188,21 @@ func Run(ctx context.Context, o Options) int {
 	}
 	if reg.FunctionVersion != "" {
 		env.FunctionVersion = reg.FunctionVersion
+	}
+
+	if telemetry != nil {
+		if b := <-telemetryBound; b.err != nil {
+			log.Error("telemetry listener not started; records are INVOKE-only", "variable", config.EnvTelemetryPort, "port", o.Config.Telemetry.Port, "error", b.err)
+			env.Features.Telemetry = "failed"
+			telemetry = nil
+		} else {
+			telemetryLn = b.ln
+			go func() {
+				if err := telemetry.Serve(telemetryLn); err != nil {
+					log.Error("telemetry listener stopped", "error", err)
+				}
+			}()
+		}
 	}
 
 	// 5. Subscribe: one PUT during init, before the first /event/next. Every failure degrades to
