@@ -35,7 +35,7 @@ def create_stacks(app: cdk.App, env: Optional[cdk.Environment] = None) -> dict[s
         ),
         DEMO_STACK: DemoStack(
             app, DEMO_STACK, env=env,
-            description="Invocation History sample functions (Go arm64, Python x86_64) with the extension layer",
+            description="Invocation History sample functions (Go arm64, Python x86_64, Python with the Runtime API proxy) with the extension layer and a dashboard",
         ),
         CONTAINER_STACK: ContainerStack(
             app, CONTAINER_STACK, env=env,

@@ -1,4 +1,5 @@
-"""The two sample functions (Go on arm64, Python on x86_64), each with the matching extension layer."""
+"""The sample functions (Go on arm64, Python on x86_64, and the Python sample again through the Runtime API proxy),
+each with the matching extension layer, and a dashboard of their execution environments."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from aws_cdk import aws_lambda_go_alpha as lambda_go
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from stacks.history_dashboard import InvocationHistoryDashboard
 from stacks.invocation_history_layer import InvocationHistoryLayer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -44,8 +46,16 @@ def function_role_and_logs(scope: Construct, id: str) -> tuple[iam.Role, logs.Lo
     return role, log_group
 
 
+PYTHON_RUNTIME_ACKNOWLEDGMENT = Acknowledgment(
+    id="AwsSolutions-L1",
+    reason="python3.13 is the sample's chosen runtime (issue 3; the local Lambda runs it too); the "
+    "extension works with every runtime, so moving to a newer one is a one-line change",
+)
+
+
 class DemoStack(Stack):
-    """Both sample functions with the extension; nothing publicly invocable (no URL, no resource policy)."""
+    """The sample functions with the extension, and their dashboard; nothing publicly invocable (no URL, no resource
+    policy)."""
 
     def __init__(self, scope: Construct, id: str, **kwargs: Any) -> None:
         super().__init__(scope, id, **kwargs)
@@ -85,10 +95,41 @@ class DemoStack(Stack):
         )
         arm64_layer.add_function(self.go_function)
 
-        python_role, python_logs = function_role_and_logs(self, "PythonSample")
-        self.python_function = lambda_.Function(
+        self.python_function = self._python_sample("PythonSample", "Invocation History sample (Python, x86_64)")
+        x86_64_layer.add_function(self.python_function)
+
+        # The same Python sample through the Runtime API proxy. On Lambda, unlike on the RIE, the managed runtime
+        # applies AWS_LAMBDA_EXEC_WRAPPER: this function is where the wrapper path is exercised for real.
+        self.python_proxy_function = self._python_sample(
+            "PythonProxySample", "Invocation History sample (Python, x86_64) through the Runtime API proxy"
+        )
+        x86_64_layer.add_function(self.python_proxy_function, runtime_proxy=True)
+
+        self.dashboard = InvocationHistoryDashboard(
             self,
-            "PythonSample",
+            "Environments",
+            functions={
+                "GoSample": self.go_function,
+                "PythonSample": self.python_function,
+                "PythonProxySample": self.python_proxy_function,
+            },
+            dashboard_name=f"{self.stack_name}-Environments",
+        )
+
+        CfnOutput(self, "GoSampleFunctionName", value=self.go_function.function_name,
+                  description="Go sample (provided.al2023, arm64) with the extension layer")
+        CfnOutput(self, "PythonSampleFunctionName", value=self.python_function.function_name,
+                  description="Python sample (python3.13, x86_64) with the extension layer")
+        CfnOutput(self, "PythonProxySampleFunctionName", value=self.python_proxy_function.function_name,
+                  description="Python sample (python3.13, x86_64) with the extension layer and the Runtime API proxy")
+        CfnOutput(self, "DashboardName", value=self.dashboard.dashboard.dashboard_name,
+                  description="CloudWatch dashboard of the samples' execution environments")
+
+    def _python_sample(self, id: str, description: str) -> lambda_.Function:
+        role, log_group = function_role_and_logs(self, id)
+        fn = lambda_.Function(
+            self,
+            id,
             runtime=lambda_.Runtime.PYTHON_3_13,
             handler="handler.handler",
             code=lambda_.Code.from_asset(
@@ -97,21 +138,10 @@ class DemoStack(Stack):
             architecture=lambda_.Architecture.X86_64,
             memory_size=128,
             timeout=Duration.seconds(10),
-            role=python_role,
-            log_group=python_logs,
-            description="Invocation History sample (Python, x86_64)",
+            role=role,
+            log_group=log_group,
+            description=description,
         )
-        Validations.of(self.python_function).acknowledge(
-            Acknowledgment(
-                id="AwsSolutions-L1",
-                reason="python3.13 is the sample's chosen runtime (issue 3; the local Lambda runs it too); the "
-                "extension works with every runtime, so moving to a newer one is a one-line change",
-            )
-        )
-        x86_64_layer.add_function(self.python_function)
-
-        CfnOutput(self, "GoSampleFunctionName", value=self.go_function.function_name,
-                  description="Go sample (provided.al2023, arm64) with the extension layer")
-        CfnOutput(self, "PythonSampleFunctionName", value=self.python_function.function_name,
-                  description="Python sample (python3.13, x86_64) with the extension layer")
+        Validations.of(fn).acknowledge(PYTHON_RUNTIME_ACKNOWLEDGMENT)
+        return fn
 

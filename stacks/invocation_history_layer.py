@@ -17,16 +17,31 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Optional
 
-from aws_cdk import AssetHashType, RemovalPolicy
+import jsii
+from aws_cdk import Annotations, AssetHashType, RemovalPolicy, Stack
 from aws_cdk import aws_lambda as lambda_
-from constructs import Construct
+from constructs import Construct, IValidation
 
 ENV_PREFIX = "INVOCATION_HISTORY_EXTENSION_"
 ENV_HTTP_PORT = ENV_PREFIX + "HTTP_PORT"
 ENV_MAX_RECORDS = ENV_PREFIX + "MAX_RECORDS"
 ENV_MAX_WAIT_MS = ENV_PREFIX + "MAX_WAIT_MS"
 ENV_LOG_LEVEL = ENV_PREFIX + "LOG_LEVEL"
+ENV_TELEMETRY = ENV_PREFIX + "TELEMETRY"
+ENV_METRICS = ENV_PREFIX + "METRICS"
+ENV_METRICS_NAMESPACE = ENV_PREFIX + "METRICS_NAMESPACE"
+ENV_RUNTIME_PROXY = ENV_PREFIX + "RUNTIME_PROXY"
+ENV_RUNTIME_PROXY_PORT = ENV_PREFIX + "RUNTIME_PROXY_PORT"
+#: Set by Lambda's managed runtimes' start-up scripts: the program that starts the runtime (not applied by OS-only
+#: runtimes, ``provided.*``, nor by the RIE).
+ENV_EXEC_WRAPPER = "AWS_LAMBDA_EXEC_WRAPPER"
+#: The exec wrapper shipped at the root of the layer zip: points the runtime's AWS_LAMBDA_RUNTIME_API at the proxy.
+WRAPPER_PATH = "/opt/invocation-history-wrapper"
 DEFAULT_HTTP_PORT = 1203
+DEFAULT_RUNTIME_PROXY_PORT = 9009
+#: The CloudWatch namespace of the extension's environment start/stop metrics (EMF), unless configured otherwise.
+DEFAULT_METRICS_NAMESPACE = "InvocationHistory"
+_NAMESPACE_CHARACTERS = re.compile(r"^[A-Za-z0-9.\-_/#: ]{1,255}$")
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")
 
 #: The official Go image used when no suitable local Go is found (its release decides the bytes, as locally).
@@ -54,6 +69,11 @@ def extension_environment(
     max_records: Optional[int] = None,
     max_wait_ms: Optional[int] = None,
     log_level: Optional[str] = None,
+    telemetry: Optional[bool] = None,
+    metrics: Optional[bool] = None,
+    metrics_namespace: Optional[str] = None,
+    runtime_proxy: bool = False,
+    runtime_proxy_port: Optional[int] = None,
 ) -> dict[str, str]:
     """The extension's environment variables for these settings, validated.
 
@@ -67,9 +87,20 @@ def extension_environment(
         the extension waits at most 2000 ms.
     :param log_level: the extension's log level (TRACE, DEBUG, INFO, WARN, ERROR, FATAL). Default: not set, the
         extension follows ``AWS_LAMBDA_LOG_LEVEL`` and then INFO.
+    :param telemetry: subscribe to the Telemetry API to fill in each record's status, durations and memory.
+        Default: not set, the extension subscribes (on).
+    :param metrics: write the environment start/stop metrics (CloudWatch Embedded Metric Format on stdout).
+        Default: not set, the extension writes them (on).
+    :param metrics_namespace: CloudWatch namespace of those metrics (1-255 of letters, digits and ``.-_/#:`` or space,
+        not ``AWS/...``). Default: not set, ``InvocationHistory``.
+    :param runtime_proxy: run the Runtime API proxy, which records each invocation's outcome from the wire. This only
+        sets the extension's variables; the runtime must also be started through ``/opt/invocation-history-wrapper``
+        (``InvocationHistoryLayer.add_function`` does that for managed runtimes). Default: off, nothing is written.
+    :param runtime_proxy_port: port of the proxy on 127.0.0.1, only with ``runtime_proxy=True``. Default: 9009,
+        written whenever the proxy is on so the template says where it listens.
     """
     port = DEFAULT_HTTP_PORT if port is None else port
-    if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+    if not _is_port(port):
         raise ValueError(f"port={port!r} is not a TCP port: pass an integer from 1 to 65535, or omit it for 1203")
     env = {ENV_HTTP_PORT: str(port)}
     for name, value, variable in (
@@ -89,7 +120,57 @@ def extension_environment(
                 "or omit it to follow AWS_LAMBDA_LOG_LEVEL"
             )
         env[ENV_LOG_LEVEL] = log_level.upper()
+    for name, value, variable in (("telemetry", telemetry, ENV_TELEMETRY), ("metrics", metrics, ENV_METRICS)):
+        if value is None:
+            continue
+        if not isinstance(value, bool):
+            raise ValueError(f"{name}={value!r} is not a switch: pass True or False, or omit it to keep it on")
+        env[variable] = "on" if value else "off"
+    if metrics_namespace is not None:
+        if (not isinstance(metrics_namespace, str) or not _NAMESPACE_CHARACTERS.match(metrics_namespace)
+                or metrics_namespace.startswith("AWS/")):
+            raise ValueError(
+                f"metrics_namespace={metrics_namespace!r} is not a CloudWatch namespace: pass 1 to 255 letters, "
+                f"digits or . - _ / # : and spaces, not starting with AWS/, or omit it for {DEFAULT_METRICS_NAMESPACE}"
+            )
+        if metrics is False:
+            raise ValueError(
+                f"metrics_namespace={metrics_namespace!r} has no effect with metrics=False: "
+                "omit metrics_namespace, or turn metrics on"
+            )
+        env[ENV_METRICS_NAMESPACE] = metrics_namespace
+    if not isinstance(runtime_proxy, bool):
+        raise ValueError(f"runtime_proxy={runtime_proxy!r} is not a switch: pass True or False (the default)")
+    if not runtime_proxy:
+        if runtime_proxy_port is not None:
+            raise ValueError(
+                f"runtime_proxy_port={runtime_proxy_port!r} has no effect without the proxy: "
+                "pass runtime_proxy=True as well, or omit runtime_proxy_port"
+            )
+        return env
+    proxy_port = DEFAULT_RUNTIME_PROXY_PORT if runtime_proxy_port is None else runtime_proxy_port
+    if not _is_port(proxy_port):
+        raise ValueError(
+            f"runtime_proxy_port={proxy_port!r} is not a TCP port: pass an integer from 1 to 65535, "
+            f"or omit it for {DEFAULT_RUNTIME_PROXY_PORT}"
+        )
+    if proxy_port == port:
+        raise ValueError(
+            f"runtime_proxy_port={proxy_port!r} is also the port of the local API (port={port}): the two listeners "
+            f"need different ports: pass a runtime_proxy_port other than {port}"
+        )
+    env[ENV_RUNTIME_PROXY] = "on"
+    env[ENV_RUNTIME_PROXY_PORT] = str(proxy_port)
     return env
+
+
+def _is_port(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 65535
+
+
+def is_os_only_runtime(runtime: lambda_.Runtime) -> bool:
+    """True for ``provided``, ``provided.al2`` and ``provided.al2023``: runtimes that do not apply exec wrappers."""
+    return runtime.name == "provided" or runtime.name.startswith("provided.")
 
 
 class InvocationHistoryLayer(lambda_.LayerVersion):
@@ -169,13 +250,29 @@ class InvocationHistoryLayer(lambda_.LayerVersion):
         max_records: Optional[int] = None,
         max_wait_ms: Optional[int] = None,
         log_level: Optional[str] = None,
+        telemetry: Optional[bool] = None,
+        metrics: Optional[bool] = None,
+        metrics_namespace: Optional[str] = None,
+        runtime_proxy: bool = False,
+        runtime_proxy_port: Optional[int] = None,
     ) -> None:
         """Attach this layer to ``fn`` and set the extension's environment variables on it.
 
         Settings left out keep the extension's defaults (see ``extension_environment``); the port is always written.
 
+        With ``runtime_proxy=True`` the extension runs the Runtime API proxy (port ``runtime_proxy_port``, default
+        9009), and the runtime must reach Lambda through it:
+
+        - managed runtimes (Python, Node.js, Java, .NET, Ruby): ``AWS_LAMBDA_EXEC_WRAPPER`` is set to
+          ``/opt/invocation-history-wrapper``, which Lambda's start-up script runs with the runtime as arguments;
+        - OS-only runtimes (``provided.al2023``, ``provided.al2``) do not apply exec wrappers, so the wrapper is not
+          set: the function's own ``bootstrap`` must run ``exec /opt/invocation-history-wrapper <real program>``
+          (see ``functions/go/proxy-bootstrap``) or point ``AWS_LAMBDA_RUNTIME_API`` at the proxy itself. Without
+          that the proxy is idle and the history works as without it.
+
         :raises ValueError: when ``fn`` runs on another architecture, is a container image, or is not a ``Function``
-            defined in this app; or when a setting is out of range.
+            defined in this app; when a setting is out of range; when the proxy port is the local API's port; or when
+            ``fn`` already has another ``AWS_LAMBDA_EXEC_WRAPPER`` (Lambda runs only one).
         """
         name = fn.node.id
         if not isinstance(fn, lambda_.Function):
@@ -196,10 +293,59 @@ class InvocationHistoryLayer(lambda_.LayerVersion):
                 f"InvocationHistoryLayer '{self.node.id}' is built for {self.architecture.name} but function "
                 f"'{name}' runs on {fn.architecture.name}: create a layer with architecture=Architecture.{fix}"
             )
-        env = extension_environment(port=port, max_records=max_records, max_wait_ms=max_wait_ms, log_level=log_level)
+        env = extension_environment(
+            port=port, max_records=max_records, max_wait_ms=max_wait_ms, log_level=log_level,
+            telemetry=telemetry, metrics=metrics, metrics_namespace=metrics_namespace,
+            runtime_proxy=runtime_proxy, runtime_proxy_port=runtime_proxy_port,
+        )
+        if runtime_proxy and is_os_only_runtime(fn.runtime):
+            Annotations.of(fn).add_info(
+                f"InvocationHistoryLayer: the Runtime API proxy is on but {fn.runtime.name} does not apply exec "
+                f"wrappers: the function's bootstrap must run `exec {WRAPPER_PATH} <program>`"
+            )
+        elif runtime_proxy:
+            current = _environment_of(fn).get(ENV_EXEC_WRAPPER)
+            if current is not None and current != WRAPPER_PATH:
+                raise ValueError(
+                    f"InvocationHistoryLayer '{self.node.id}' cannot turn the runtime proxy on for function "
+                    f"'{name}': it already has {ENV_EXEC_WRAPPER}={current!r} and Lambda runs only one wrapper: "
+                    f"remove it, or chain the two (end your wrapper with `exec {WRAPPER_PATH} \"$@\"`, then set "
+                    "extension_environment(runtime_proxy=True) on the function and call add_function without "
+                    "runtime_proxy)"
+                )
+            env[ENV_EXEC_WRAPPER] = WRAPPER_PATH
+            fn.node.add_validation(_ExecWrapperKept(fn))
         fn.add_layers(self)
         for key, value in env.items():
             fn.add_environment(key, value)
+
+
+@jsii.implements(IValidation)
+class _ExecWrapperKept:
+    """At synth: the proxy's wrapper was not replaced by a later ``add_environment`` (the proxy would sit idle)."""
+
+    def __init__(self, fn: lambda_.Function) -> None:
+        self._fn = fn
+
+    def validate(self) -> list[str]:
+        current = _environment_of(self._fn).get(ENV_EXEC_WRAPPER)
+        if current == WRAPPER_PATH:
+            return []
+        return [
+            f"function '{self._fn.node.id}' has the Invocation History runtime proxy on, but {ENV_EXEC_WRAPPER} was "
+            f"changed to {current!r} after add_function: keep {WRAPPER_PATH}, or chain your wrapper to it"
+        ]
+
+
+def _environment_of(fn: lambda_.Function) -> dict:
+    """The environment variables ``fn`` has so far (from its props and ``add_environment``).
+
+    ``Function`` keeps them private; its L1 resource renders them on demand (not cached), so resolving its
+    properties reads the current set without freezing it.
+    """
+    cfn = fn.node.default_child
+    rendered = Stack.of(fn).resolve(cfn._cfn_properties) if isinstance(cfn, lambda_.CfnFunction) else {}
+    return ((rendered or {}).get("environment") or {}).get("variables") or {}
 
 
 def extension_version(source_dir: Path = DEFAULT_SOURCE_DIR) -> str:

@@ -19,6 +19,7 @@ OUTPUTS_FILE = Path(os.environ.get("CDK_OUTPUTS_FILE", REPO_ROOT / "cdk-outputs.
 FUNCTIONS = [
     ("InvocationHistoryDemo", "GoSampleFunctionName"),
     ("InvocationHistoryDemo", "PythonSampleFunctionName"),
+    ("InvocationHistoryDemo", "PythonProxySampleFunctionName"),
     ("InvocationHistoryContainer", "ContainerSampleFunctionName"),
 ]
 
@@ -64,3 +65,10 @@ def test_deployed_function_sees_its_history_grow(outputs, lambda_client, stack, 
     # THEN each answer lists every earlier request id in order, and its own
     answers = check_history_grows(invoke, times=3)
     assert len(answers) == 3
+    if output == "PythonProxySampleFunctionName":
+        # AND through the Runtime API proxy (AWS_LAMBDA_EXEC_WRAPPER, which only a deployed managed
+        # runtime applies) every record was created when the runtime took its event, and the
+        # earlier ones carry their outcome
+        records = answers[-1]["invocations"]
+        assert all("runtimeReceivedAt" in r for r in records), records
+        assert all(r.get("outcome") == "success" for r in records[:-1]), records

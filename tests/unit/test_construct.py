@@ -11,7 +11,7 @@ import aws_cdk as cdk
 import pytest
 from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk.assertions import Match, Template
+from aws_cdk.assertions import Annotations, Match, Template
 
 import stacks.invocation_history_layer as ihl
 from stacks import InvocationHistoryLayer, LayerBuildError, extension_environment
@@ -26,9 +26,22 @@ def stack():
     return cdk.Stack(cdk.App(), "Test", env=ENV)
 
 
-def python_function(scope, id="Api", architecture=ARM):
+def python_function(scope, id="Api", architecture=ARM, **kwargs):
     return lambda_.Function(scope, id, runtime=lambda_.Runtime.PYTHON_3_13, handler="index.handler",
-                            code=lambda_.Code.from_inline("def handler(e, c): return {}"), architecture=architecture)
+                            code=lambda_.Code.from_inline("def handler(e, c): return {}"), architecture=architecture,
+                            **kwargs)
+
+
+def os_only_function(scope, code_dir: Path, runtime=lambda_.Runtime.PROVIDED_AL2023, id="Go"):
+    (code_dir / "bootstrap").write_text("#!/bin/sh\n")
+    return lambda_.Function(scope, id, runtime=runtime, handler="bootstrap", code=lambda_.Code.from_asset(
+        str(code_dir)), architecture=ARM)
+
+
+def environment_of(stack, id) -> dict:
+    (fn,) = [r for logical_id, r in Template.from_stack(stack).find_resources("AWS::Lambda::Function").items()
+             if logical_id.startswith(id)]
+    return fn["Properties"].get("Environment", {}).get("Variables", {})
 
 
 @pytest.fixture
@@ -83,6 +96,93 @@ def test_add_function_attaches_layer_and_sets_environment(stack, prebuilt):
 
 def test_add_function_defaults_write_only_the_port():
     assert extension_environment() == {"INVOCATION_HISTORY_EXTENSION_HTTP_PORT": "1203"}
+    assert extension_environment(runtime_proxy=False) == {"INVOCATION_HISTORY_EXTENSION_HTTP_PORT": "1203"}
+
+
+@pytest.mark.parametrize("kwargs,written", [
+    ({"telemetry": False}, {"INVOCATION_HISTORY_EXTENSION_TELEMETRY": "off"}),
+    ({"telemetry": True}, {"INVOCATION_HISTORY_EXTENSION_TELEMETRY": "on"}),
+    ({"metrics": False}, {"INVOCATION_HISTORY_EXTENSION_METRICS": "off"}),
+    ({"metrics": True, "metrics_namespace": "Team/Payments"}, {
+        "INVOCATION_HISTORY_EXTENSION_METRICS": "on",
+        "INVOCATION_HISTORY_EXTENSION_METRICS_NAMESPACE": "Team/Payments",
+    }),
+    ({"metrics_namespace": "My App:prod #1"}, {"INVOCATION_HISTORY_EXTENSION_METRICS_NAMESPACE": "My App:prod #1"}),
+])
+def test_telemetry_and_metrics_switches_are_written_only_when_given(stack, prebuilt, kwargs, written):
+    # GIVEN a layer WHEN a function is added with a telemetry or metrics setting
+    InvocationHistoryLayer(stack, "History", code=prebuilt).add_function(python_function(stack), **kwargs)
+    # THEN exactly that setting is written besides the port: the rest keep the extension's defaults
+    assert environment_of(stack, "Api") == {"INVOCATION_HISTORY_EXTENSION_HTTP_PORT": "1203", **written}
+
+
+# ---- the Runtime API proxy ------------------------------------------------------------------------------------------
+
+PROXY_ON = {
+    "INVOCATION_HISTORY_EXTENSION_HTTP_PORT": "1203",
+    "INVOCATION_HISTORY_EXTENSION_RUNTIME_PROXY": "on",
+    "INVOCATION_HISTORY_EXTENSION_RUNTIME_PROXY_PORT": "9009",
+}
+
+
+def test_runtime_proxy_on_a_managed_runtime_sets_the_exec_wrapper(stack, prebuilt):
+    # GIVEN a Python function WHEN the proxy is turned on
+    InvocationHistoryLayer(stack, "History", code=prebuilt).add_function(python_function(stack), runtime_proxy=True)
+    # THEN the extension runs the proxy on 9009 and Lambda starts the runtime through the layer's wrapper
+    assert environment_of(stack, "Api") == {**PROXY_ON, "AWS_LAMBDA_EXEC_WRAPPER": "/opt/invocation-history-wrapper"}
+
+
+def test_runtime_proxy_port_is_written(stack, prebuilt):
+    layer = InvocationHistoryLayer(stack, "History", code=prebuilt)
+    layer.add_function(python_function(stack), port=1300, runtime_proxy=True, runtime_proxy_port=1203)
+    env = environment_of(stack, "Api")
+    assert env["INVOCATION_HISTORY_EXTENSION_HTTP_PORT"] == "1300"
+    assert env["INVOCATION_HISTORY_EXTENSION_RUNTIME_PROXY_PORT"] == "1203"
+
+
+@pytest.mark.parametrize("runtime", [lambda_.Runtime.PROVIDED_AL2023, lambda_.Runtime.PROVIDED_AL2])
+def test_runtime_proxy_on_an_os_only_runtime_leaves_the_wrapper_to_the_bootstrap(stack, prebuilt, tmp_path, runtime):
+    # GIVEN an OS-only runtime, which does not apply AWS_LAMBDA_EXEC_WRAPPER
+    fn = os_only_function(stack, tmp_path, runtime)
+    # WHEN the proxy is turned on
+    InvocationHistoryLayer(stack, "History", code=prebuilt).add_function(fn, runtime_proxy=True)
+    # THEN the extension's variables are set but no wrapper (it would do nothing), and synth says what to do instead
+    assert environment_of(stack, "Go") == PROXY_ON
+    Annotations.from_stack(stack).has_info("/Test/Go", Match.string_like_regexp(
+        rf"proxy is on but {runtime.name} does not apply exec wrappers: the function's bootstrap must run "
+        r"`exec /opt/invocation-history-wrapper <program>`"))
+
+
+def test_runtime_proxy_accepts_its_own_wrapper_already_set(stack, prebuilt):
+    fn = python_function(stack, environment={"AWS_LAMBDA_EXEC_WRAPPER": "/opt/invocation-history-wrapper"})
+    InvocationHistoryLayer(stack, "History", code=prebuilt).add_function(fn, runtime_proxy=True)
+    assert environment_of(stack, "Api")["AWS_LAMBDA_EXEC_WRAPPER"] == "/opt/invocation-history-wrapper"
+
+
+def test_runtime_proxy_refuses_to_replace_another_exec_wrapper(stack, prebuilt):
+    # GIVEN a function that already starts its runtime through another wrapper
+    fn = python_function(stack, environment={"AWS_LAMBDA_EXEC_WRAPPER": "/opt/otel-instrument"})
+    layer = InvocationHistoryLayer(stack, "History", code=prebuilt)
+    # WHEN the proxy is turned on THEN the error names the function, the wrapper it has and how to chain the two
+    with pytest.raises(ValueError, match=r"cannot turn the runtime proxy on for function 'Api': it already has "
+                                         r"AWS_LAMBDA_EXEC_WRAPPER='/opt/otel-instrument' and Lambda runs only one "
+                                         r"wrapper: remove it, or chain the two \(end your wrapper with "
+                                         r"`exec /opt/invocation-history-wrapper"):
+        layer.add_function(fn, runtime_proxy=True)
+    assert environment_of(stack, "Api") == {"AWS_LAMBDA_EXEC_WRAPPER": "/opt/otel-instrument"}  # nothing half-applied
+
+
+def test_exec_wrapper_replaced_after_add_function_fails_synth(prebuilt):
+    # GIVEN the proxy is on WHEN the function's wrapper is overwritten later (the proxy would sit idle)
+    app = cdk.App()
+    stack = cdk.Stack(app, "Test", env=ENV)
+    fn = python_function(stack)
+    InvocationHistoryLayer(stack, "History", code=prebuilt).add_function(fn, runtime_proxy=True)
+    fn.add_environment("AWS_LAMBDA_EXEC_WRAPPER", "/opt/other")
+    # THEN synthesis stops and says which function and what to keep
+    with pytest.raises(Exception, match=r"function 'Api' has the Invocation History runtime proxy on, but "
+                                        r"AWS_LAMBDA_EXEC_WRAPPER was changed to '/opt/other' after add_function"):
+        app.synth()
 
 
 # ---- validation errors: each names the prop, the value and the fix ------------------------------------------------
@@ -122,6 +222,28 @@ def test_unsupported_architecture(stack, prebuilt):
     ({"max_records": 0}, r"max_records=0 is invalid: pass an integer >= 1"),
     ({"max_wait_ms": -1}, r"max_wait_ms=-1 is invalid: pass an integer >= 0"),
     ({"log_level": "LOUD"}, r"log_level='LOUD' is not a Lambda log level: pass one of TRACE, DEBUG"),
+    ({"telemetry": "off"}, r"telemetry='off' is not a switch: pass True or False, or omit it to keep it on"),
+    ({"metrics": 0}, r"metrics=0 is not a switch: pass True or False"),
+    ({"metrics_namespace": "AWS/Lambda"}, r"metrics_namespace='AWS/Lambda' is not a CloudWatch namespace: pass 1 to "
+                                          r"255 .* not starting with AWS/, or omit it for InvocationHistory"),
+    ({"metrics_namespace": ""}, r"metrics_namespace='' is not a CloudWatch namespace"),
+    ({"metrics_namespace": "x" * 256}, r"metrics_namespace='x+' is not a CloudWatch namespace"),
+    ({"metrics_namespace": "caf\u00e9"}, r"metrics_namespace='caf\u00e9' is not a CloudWatch namespace"),
+    ({"metrics": False, "metrics_namespace": "Mine"},
+     r"metrics_namespace='Mine' has no effect with metrics=False: omit metrics_namespace, or turn metrics on"),
+    ({"runtime_proxy": "on"}, r"runtime_proxy='on' is not a switch: pass True or False"),
+    ({"runtime_proxy_port": 9010}, r"runtime_proxy_port=9010 has no effect without the proxy: pass "
+                                   r"runtime_proxy=True as well, or omit runtime_proxy_port"),
+    ({"runtime_proxy": True, "runtime_proxy_port": 0},
+     r"runtime_proxy_port=0 is not a TCP port: pass an integer from 1 to 65535, or omit it for 9009"),
+    ({"runtime_proxy": True, "runtime_proxy_port": 65536}, r"runtime_proxy_port=65536 is not a TCP port"),
+    ({"runtime_proxy": True, "runtime_proxy_port": True}, r"runtime_proxy_port=True is not a TCP port"),
+    ({"runtime_proxy": True, "runtime_proxy_port": "9009"}, r"runtime_proxy_port='9009' is not a TCP port"),
+    ({"runtime_proxy": True, "runtime_proxy_port": 1203},
+     r"runtime_proxy_port=1203 is also the port of the local API \(port=1203\): the two listeners need different "
+     r"ports: pass a runtime_proxy_port other than 1203"),
+    ({"runtime_proxy": True, "port": 9009},
+     r"runtime_proxy_port=9009 is also the port of the local API \(port=9009\)"),
 ])
 def test_invalid_settings_are_refused_before_anything_changes(stack, prebuilt, kwargs, message):
     layer = InvocationHistoryLayer(stack, "History", code=prebuilt)

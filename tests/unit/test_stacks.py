@@ -12,7 +12,20 @@ from aws_cdk.assertions import Match, Template
 from syrupy.extensions.json import JSONSnapshotExtension
 
 import app as cdk_app
-from stacks.invocation_history_layer import ENV_HTTP_PORT, build_layer_zip
+from stacks.history_dashboard import (
+    ENVIRONMENT_LIFETIME,
+    ENVIRONMENT_STARTED,
+    ENVIRONMENT_STOPPED,
+    INVOCATIONS_SERVED,
+)
+from stacks.invocation_history_layer import (
+    DEFAULT_METRICS_NAMESPACE,
+    ENV_EXEC_WRAPPER,
+    ENV_HTTP_PORT,
+    ENV_RUNTIME_PROXY,
+    WRAPPER_PATH,
+    build_layer_zip,
+)
 from stacks.layer_stack import PARAMETER_NAME, parse_share_with
 
 from .conftest import ENV, new_app
@@ -119,25 +132,54 @@ def _logical_id(t: Template, type_: str, props: dict) -> str:
     return next(iter(found))
 
 
-@pytest.mark.parametrize("runtime,arch,handler", [
-    ("provided.al2023", "arm64", "bootstrap"),
-    ("python3.13", "x86_64", "handler.handler"),
+#: The demo's functions by construct id (the prefix of their logical ids), as the dashboard labels them.
+DEMO_FUNCTIONS = ("GoSample", "PythonSample", "PythonProxySample")
+
+
+def _function(t: Template, construct_id: str) -> tuple[str, dict]:
+    (found,) = [(logical_id, res) for logical_id, res in t.find_resources("AWS::Lambda::Function").items()
+                if re.fullmatch(rf"{construct_id}[0-9A-F]{{8}}", logical_id)]
+    return found
+
+
+@pytest.mark.parametrize("construct_id,runtime,arch,handler", [
+    ("GoSample", "provided.al2023", "arm64", "bootstrap"),
+    ("PythonSample", "python3.13", "x86_64", "handler.handler"),
+    ("PythonProxySample", "python3.13", "x86_64", "handler.handler"),
 ])
-def test_demo_function_has_the_layer_of_its_architecture(templates, runtime, arch, handler):
+def test_demo_function_has_the_layer_of_its_architecture(templates, construct_id, runtime, arch, handler):
     t = templates[cdk_app.DEMO_STACK]
     layer = _logical_id(t, "AWS::Lambda::LayerVersion", {"CompatibleArchitectures": [arch]})
-    t.has_resource_properties("AWS::Lambda::Function", {
+    _, fn = _function(t, construct_id)
+    assert Match.object_like({
         "Runtime": runtime,
         "Handler": handler,
         "Architectures": [arch],
         "Layers": [{"Ref": layer}],
         "Environment": {"Variables": {ENV_HTTP_PORT: "1203"}},
-    })
+    }).test(fn["Properties"]).is_success
+
+
+@pytest.mark.parametrize("construct_id", ["GoSample", "PythonSample"])
+def test_demo_samples_run_without_the_proxy(templates, construct_id):
+    # the original samples keep the default configuration: only the port is written
+    _, fn = _function(templates[cdk_app.DEMO_STACK], construct_id)
+    assert fn["Properties"]["Environment"]["Variables"] == {ENV_HTTP_PORT: "1203"}
+
+
+def test_demo_proxy_sample_runs_the_runtime_through_the_wrapper(templates):
+    # GIVEN the third sample, the Python one with proxy mode on: on Lambda (unlike on the RIE) the managed runtime
+    # applies the exec wrapper, so this function is where the wrapper runs for real
+    _, fn = _function(templates[cdk_app.DEMO_STACK], "PythonProxySample")
+    assert fn["Properties"]["Environment"]["Variables"] == {
+        ENV_HTTP_PORT: "1203", ENV_RUNTIME_PROXY: "on", ENV_RUNTIME_PROXY + "_PORT": "9009",
+        ENV_EXEC_WRAPPER: WRAPPER_PATH,
+    }
 
 
 def test_demo_functions_log_to_their_own_short_lived_log_group(templates):
     t = templates[cdk_app.DEMO_STACK]
-    t.resource_count_is("AWS::Logs::LogGroup", 2)
+    t.resource_count_is("AWS::Logs::LogGroup", 3)
     t.all_resources_properties("AWS::Logs::LogGroup", {"RetentionInDays": 7})
     for fn in t.find_resources("AWS::Lambda::Function").values():
         assert set(fn["Properties"]["LoggingConfig"]["LogGroup"]) == {"Ref"}
@@ -147,8 +189,83 @@ def test_demo_is_not_publicly_invocable(templates):
     t = templates[cdk_app.DEMO_STACK]
     t.resource_count_is("AWS::Lambda::Url", 0)
     t.resource_count_is("AWS::Lambda::Permission", 0)
-    t.resource_count_is("AWS::Lambda::Function", 2)
-    assert set(t.find_outputs("*")) >= {"GoSampleFunctionName", "PythonSampleFunctionName"}
+    t.resource_count_is("AWS::Lambda::Function", 3)
+    assert set(t.find_outputs("*")) >= {
+        "GoSampleFunctionName", "PythonSampleFunctionName", "PythonProxySampleFunctionName", "DashboardName"}
+
+
+def dashboard_body(t: Template) -> dict:
+    """The demo dashboard's body as JSON, each ``{"Ref": X}`` in it replaced by ``"<X>"``."""
+    (dashboard,) = t.find_resources("AWS::CloudWatch::Dashboard").values()
+    separator, parts = dashboard["Properties"]["DashboardBody"]["Fn::Join"]
+    assert all(isinstance(p, str) or set(p) == {"Ref"} for p in parts), parts
+    return json.loads(separator.join(p if isinstance(p, str) else f"<{p['Ref']}>" for p in parts))
+
+
+def _metrics(widget: dict) -> list[list]:
+    return widget["properties"].get("metrics", [])
+
+
+def _widget(body: dict, title_start: str) -> dict:
+    (widget,) = [w for w in body["widgets"] if w["properties"].get("title", "").startswith(title_start)]
+    return widget
+
+
+def test_demo_dashboard_is_named_after_the_stack_and_opens_on_three_hours(templates):
+    t = templates[cdk_app.DEMO_STACK]
+    t.resource_count_is("AWS::CloudWatch::Dashboard", 1)
+    t.has_resource_properties("AWS::CloudWatch::Dashboard", {"DashboardName": "InvocationHistoryDemo-Environments"})
+    assert dashboard_body(t)["start"] == "-PT3H"
+
+
+@pytest.mark.parametrize("construct_id", DEMO_FUNCTIONS)
+def test_demo_dashboard_shows_live_environments_per_function(templates, construct_id):
+    # GIVEN the EMF metrics of one sample function (namespace and FunctionName dimension of the extension)
+    t = templates[cdk_app.DEMO_STACK]
+    fn_ref = f"<{_function(t, construct_id)[0]}>"
+    key = construct_id.lower()
+    widget = _widget(dashboard_body(t), "Live execution environments")
+    metrics = _metrics(widget)
+    # THEN the live count is the running sum of started minus stopped (Sum per minute, no data counting as 0)
+    assert [{"label": construct_id, "period": 60,
+             "expression": f"RUNNING_SUM(FILL(started{key}, 0) - FILL(stopped{key}, 0))"}] in metrics
+    for metric_name, metric_id in ((ENVIRONMENT_STARTED, f"started{key}"), (ENVIRONMENT_STOPPED, f"stopped{key}")):
+        (line,) = [m for m in metrics if m[:4] == [DEFAULT_METRICS_NAMESPACE, metric_name, "FunctionName", fn_ref]]
+        options = line[4]
+        assert (options["id"], options["stat"], options["period"], options["visible"]) == (metric_id, "Sum", 60, False)
+
+
+@pytest.mark.parametrize("construct_id", DEMO_FUNCTIONS)
+def test_demo_dashboard_shows_each_metric_of_each_function(templates, construct_id):
+    t = templates[cdk_app.DEMO_STACK]
+    fn_ref = f"<{_function(t, construct_id)[0]}>"
+    body = dashboard_body(t)
+
+    def stats(title_start: str, namespace: str, metric_name: str) -> set[str]:
+        """The statistics graphed for this function's metric in that widget (Average is CloudWatch's default)."""
+        lines = [m for m in _metrics(_widget(body, title_start)) if m[:2] == [namespace, metric_name]
+                 and m[2:4] == ["FunctionName", fn_ref]]
+        return {line[4].get("stat", "Average") for line in lines}
+
+    ns = DEFAULT_METRICS_NAMESPACE
+    assert stats("Environments started and stopped", ns, ENVIRONMENT_STARTED) == {"Sum"}
+    assert stats("Environments started and stopped", ns, ENVIRONMENT_STOPPED) == {"Sum"}
+    assert stats("Invocations served per environment", ns, INVOCATIONS_SERVED) == {"Average", "Maximum"}
+    assert stats("Environment lifetime", ns, ENVIRONMENT_LIFETIME) == {"Average", "Maximum"}
+    # per-invocation durations are in the records, not in EMF: the graph uses Lambda's own Duration metric
+    assert stats("Invocation duration", "AWS/Lambda", "Duration") == {"p50", "p99"}
+
+
+def test_demo_dashboard_graphs_only_this_stacks_functions_in_its_region(templates):
+    body = dashboard_body(templates[cdk_app.DEMO_STACK])
+    functions = {f"<{_function(templates[cdk_app.DEMO_STACK], c)[0]}>" for c in DEMO_FUNCTIONS}
+    for widget in body["widgets"]:
+        if widget["type"] != "metric":
+            continue
+        assert widget["properties"]["region"] == "<AWS::Region>"
+        for line in _metrics(widget):
+            if isinstance(line[0], str):  # a metric, not an expression
+                assert line[2] == "FunctionName" and line[3] in functions, line
 
 
 @pytest.mark.parametrize("stack", [cdk_app.DEMO_STACK, cdk_app.CONTAINER_STACK])
