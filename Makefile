@@ -12,7 +12,7 @@ HOST_ARCH := $(shell uname -m | sed -e 's/aarch64/arm64/' -e 's/amd64/x86_64/')
 GO_SOURCES := $(shell find extension_src -name '*.go' -not -name '*_test.go') extension_src/go.mod
 FUZZTIME ?= 5s
 
-.PHONY: help demo test test-go test-fuzz test-py layer build venv rie clean
+.PHONY: help demo test test-go test-fuzz test-py layer build venv rie clean simulator-driver
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -33,7 +33,7 @@ test-fuzz: ## run the fuzz targets for $(FUZZTIME) each
 	cd extension_src && go test -run='^$$' -fuzz=FuzzListenerBody -fuzztime=$(FUZZTIME) ./internal/telemetryapi
 	cd extension_src && go test -run='^$$' -fuzz=FuzzHeaderPassThrough -fuzztime=$(FUZZTIME) ./internal/runtimeproxy
 
-test-py: venv rie build ## pytest: local end-to-end on the RIE, and the CDK tests
+test-py: venv rie build simulator-driver ## pytest: local end-to-end on the RIE and lambda-simulator, and the CDK tests
 	$(PY) -m pytest
 
 build: build/extension/invocation-history-extension build/functions/go/bootstrap ## build the extension and the Go sample for this machine
@@ -43,6 +43,10 @@ build/extension/invocation-history-extension: $(GO_SOURCES)
 
 build/functions/go/bootstrap: functions/go/main.go functions/go/go.mod
 	cd functions/go && CGO_ENABLED=0 go build -trimpath -ldflags="-s -w -buildid=" -o ../../$@ .
+
+simulator-driver: ## the lambda-simulator test driver (Rust; skipped when cargo is absent)
+	@if command -v cargo >/dev/null; then cd tests/simulator && cargo build --quiet --release --locked; \
+	else echo "cargo not found: the lambda-simulator tests will be skipped"; fi
 
 layer: $(foreach a,$(ARCHES),dist/invocation-history-extension-$(a).zip) ## the layer zips, one per architecture (reproducible)
 

@@ -82,6 +82,7 @@ func (c *Client) Register(ctx context.Context, name string, events ...EventType)
 	}
 	req.Header.Set(headerName, name)
 	req.Header.Set(headerFeature, "accountId")
+	req.Header.Set("Content-Type", "application/json") // the body is JSON: say so (RFC 9110 §8.3)
 	resp, err := c.do(req)
 	if err != nil {
 		return out, fmt.Errorf("register extension: %w", err)
@@ -133,6 +134,7 @@ func (c *Client) reportError(ctx context.Context, path, errorType, message strin
 	}
 	req.Header.Set(headerIdentifier, c.id)
 	req.Header.Set(headerErrorType, errorType)
+	req.Header.Set("Content-Type", "application/json")
 	if _, err := c.do(req); err != nil {
 		return fmt.Errorf("report %s: %w", path, err)
 	}

@@ -32,6 +32,9 @@ func TestRegister(t *testing.T) {
 			if got := r.Header.Get("Lambda-Extension-Name"); got != "invocation-history-extension" {
 				t.Errorf("name header = %q", got)
 			}
+			if got := r.Header.Get("Content-Type"); got != "application/json" {
+				t.Errorf("Content-Type = %q, want application/json", got)
+			}
 			var body struct{ Events []string }
 			_ = json.NewDecoder(r.Body).Decode(&body)
 			if strings.Join(body.Events, ",") != "INVOKE,SHUTDOWN" {

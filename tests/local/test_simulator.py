@@ -1,0 +1,70 @@
+"""The extension against a second, independent emulator: the `lambda-simulator` crate.
+
+The RIE's standard mode has no Telemetry API, and its managed-instances mode sends no
+platform.runtimeDone nor billed duration or memory. lambda-simulator (Rust, crates.io) implements
+the Extensions, Runtime and Telemetry APIs and sends platform.start, platform.runtimeDone and
+platform.report, so the standard-Lambda enrichment path (INVOKE records filled in by telemetry)
+runs end to end on real-shaped traffic. Its fidelity is judged in tests/simulator/src/main.rs:
+no errorType, memory always half the configured size, whole-millisecond durations, no timeouts.
+
+`make test` builds the driver with cargo (`make simulator-driver`); without cargo this is skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import pytest
+
+from tools.local_lambda import EXTENSION, ROOT
+
+DRIVER = ROOT / "tests/simulator/target/release/simulator-driver"
+
+
+@pytest.fixture(scope="module")
+def run():
+    if not DRIVER.exists():
+        if shutil.which("cargo") is None:
+            pytest.skip("cargo is not installed: the lambda-simulator driver cannot be built")
+        pytest.fail(f"{DRIVER} is missing: build it with `make simulator-driver`")
+    result = subprocess.run(
+        [str(DRIVER), "--extension", str(EXTENSION), "--invocations", "4", "--handler-ms", "20"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    return result.returncode, json.loads(result.stdout), result.stderr
+
+
+def test_every_driver_check_passes(run):
+    code, report, stderr = run
+    failed = [c for c in report["checks"] if not c["ok"]]
+    assert code == 0 and report["ok"] and not failed, (failed, stderr[-3000:])
+
+
+def test_records_are_enriched_from_the_simulators_platform_report(run):
+    _, report, _ = run
+    reports = {
+        e["record"]["requestId"]: e["record"] for e in report["telemetry"] if e.get("type") == "platform.report"
+    }
+    records = report["records"]["invocations"]  # the extension's own GET /invocations answer
+    assert len(records) == 4 and set(reports) == {r["awsRequestId"] for r in records}
+    for record in records:
+        sent = reports[record["awsRequestId"]]
+        assert record["status"] == sent["status"]
+        assert record["durationMs"] == sent["metrics"]["durationMs"]
+        assert record["billedDurationMs"] == sent["metrics"]["billedDurationMs"]
+        assert record["maxMemoryUsedMB"] == sent["metrics"]["maxMemoryUsedMB"]
+    assert [r["status"] for r in records] == ["success", "error", "success", "success"]
+
+
+def test_environment_reports_telemetry_on_and_the_init(run):
+    _, report, _ = run
+    environment = report["environment"]
+    assert environment["features"]["telemetry"] == "on"
+    assert environment["initDurationMs"] > 0
+
+
+def test_shutdown_exits_zero_within_the_budget(run):
+    _, report, _ = run
+    assert report["extensionExitCode"] == 0 and report["shutdownToExitMs"] < 2000
