@@ -34,7 +34,7 @@ def table(rows: list[list[str]], header: list[str]) -> str:
 
 
 def extension_lines(logs: str, message: str) -> list[str]:
-    return [l for l in logs.splitlines() if "extension=invocation-history-extension" in l and f"msg={message}" in l]
+    return [line for line in logs.splitlines() if "extension=invocation-history-extension" in line and f"msg={message}" in line]
 
 
 def run(name: str, bootstrap: list[str]) -> bool:

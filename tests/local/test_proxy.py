@@ -182,8 +182,8 @@ def test_streamed_response_leaves_the_proxy_chunk_by_chunk():
         status, body = raw_invoke(local, {"mode": "stream", "chunks": 4, "delayMs": 300})
         assert status == 200
         lines = body.decode().splitlines()
-        assert [l.split(" sent at ")[0] for l in lines] == ["chunk 0", "chunk 1", "chunk 2", "chunk 3"]
-        sent = {l.split(" sent at ")[0]: float(l.split(" sent at ")[1]) for l in lines}
+        assert [line.split(" sent at ")[0] for line in lines] == ["chunk 0", "chunk 1", "chunk 2", "chunk 3"]
+        sent = {line.split(" sent at ")[0]: float(line.split(" sent at ")[1]) for line in lines}
         # THEN the first chunk reached Lambda's side before the runtime had even written the third:
         # the proxy does not buffer
         assert relay.arrival(b"chunk 0") < sent["chunk 2"]
