@@ -12,7 +12,7 @@ HOST_ARCH := $(shell uname -m | sed -e 's/aarch64/arm64/' -e 's/amd64/x86_64/')
 GO_SOURCES := $(shell find extension_src -name '*.go' -not -name '*_test.go') extension_src/go.mod
 FUZZTIME ?= 5s
 
-.PHONY: help demo test test-go test-fuzz test-py layer build venv rie clean simulator-driver
+.PHONY: help demo test lint test-go test-fuzz test-py layer build venv rie clean simulator-driver
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -20,7 +20,10 @@ help: ## list the targets
 demo: venv rie build ## run both sample functions under AWS's Lambda emulator and print what they saw
 	$(PY) -m tools.demo
 
-test: test-go test-fuzz test-py ## everything: Go tests (-race), a short fuzz run, Python tests (local Lambda, CDK)
+test: lint test-go test-fuzz test-py ## everything: Go tests (-race), a short fuzz run, Python tests (local Lambda, CDK)
+
+lint: venv ## ruff over the Python code (Go is vetted in test-go)
+	$(PY) -m ruff check app.py stacks tools tests bench
 
 test-go: ## Go unit tests with the race detector, and vet
 	cd extension_src && go vet ./... && go test -race -count=1 ./...

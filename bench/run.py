@@ -10,12 +10,14 @@ machine falls on all three alike:
     ours      invocation-history-extension, as `make build` built it
 
 Scenarios (issue 6): 1 cold start, 2 warm invoke latency (2b: the same with a function that works
-10 ms), 3 extension memory (RSS), 4 local API latency and load, 5 layer zip size, 6 proxy and
-telemetry modes when the extension has them (skipped, with the reason, until then).
+10 ms), 3 extension memory (RSS), 4 local API latency and load, 5 layer zip size, 6 the optional
+modes, when /environment's features show the extension has them: the Runtime API proxy (ours with
+the proxy on against ours without it: added latency, a 6 MB answer) and telemetry (start-up with
+the subscription against telemetry off, on the RIE's standard and managed-instances modes).
 Results go to bench/results/<date>.json and <date>.png (bench/results/tmp/ for a quick run, so it
 never replaces the published one), and a table to stdout.
 
-    python -m bench.run            # quick: about 40 s
+    python -m bench.run            # quick: about a minute
     python -m bench.run --full     # the published numbers
     python -m bench.run --help     # every count is a parameter
 
@@ -34,6 +36,7 @@ import json
 import os
 import platform
 import re
+import socket
 import statistics
 import subprocess
 import sys
@@ -43,7 +46,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from tools.local_lambda import EXTENSION, EXTENSION_NAME, ROOT, LocalLambda, free_port
+import tools.local_lambda as local_lambda
+from tools.local_lambda import EXTENSION, EXTENSION_NAME, ROOT, WRAPPER, LocalLambda, free_port
 
 BENCH = ROOT / "bench"
 BIN = ROOT / "build/bench"
@@ -55,6 +59,8 @@ INVOKE_PATH = "/2015-03-31/functions/function/invocations"
 CONFIGS = ("baseline", "floor", "ours")
 ARCHES = {"x86_64": "amd64", "arm64": "arm64"}
 MIB = 1024 * 1024
+# Runs the RIE in its managed-instances mode (a tmpfs over /var, /opt/bootstrap): the telemetry tests' script.
+MANAGED_INSTANCES_RIE = ROOT / "tests/local/fixtures/rie-managed-instances.sh"
 # Extra environment for our extension's environments (--ours-env), for what-if runs such as GOGC=50.
 OURS_ENV: dict[str, str] = {}
 
@@ -86,12 +92,16 @@ class Counts:
     load_seconds: float = 3.0
     load_connections: int = 4
     function_work_ms: float = 10.0
+    proxy_invokes: int = 2000
+    proxy_body_invokes: int = 20
+    proxy_body_bytes: int = 6 * MIB - 4096  # Lambda's limit is 6 MB (MiB) including its framing
+    telemetry_starts: int = 10
 
 
 QUICK = Counts()
 FULL = Counts(
     cold_starts=40, warmup=1000, warm_invokes=10_000, memory_invokes=100_000, memory_samples=40,
-    api_requests=2000, load_seconds=10.0,
+    api_requests=2000, load_seconds=10.0, proxy_invokes=10_000, proxy_body_invokes=100, telemetry_starts=40,
 )  # fmt: skip
 
 
@@ -147,50 +157,82 @@ def build_tools() -> None:
 
 # -- one execution environment ---------------------------------------------------------------------
 class BenchLambda(LocalLambda):
-    """LocalLambda with what measuring needs: a tight port poll, raw keep-alive invokes, and the
-    extension's process."""
+    """LocalLambda with what measuring needs: a tight port poll, raw keep-alive invokes, the
+    extension's process, and the variants of scenario 6 (the Runtime API proxy through the
+    wrapper, the RIE's managed-instances mode)."""
 
-    def __init__(self, config: str, env: dict | None = None, work_ms: float = 0):
+    def __init__(self, config: str, env: dict | None = None, work_ms: float = 0, *, proxy: bool | None = None,
+                 managed: bool = False, response_bytes: int = 0):  # fmt: skip
+        """proxy: None runs the function directly; False and True run it through
+        /opt/invocation-history-wrapper (an exec when the proxy is off), with the proxy off or on,
+        so that the two sides of the proxy scenario differ by the proxy alone. managed: the RIE's
+        managed-instances mode, which has a real Telemetry API (as tests/local/test_telemetry.py
+        starts it). response_bytes: the function answers a JSON string of that size."""
         self.config = config
+        self.managed = managed
         self.api_port = free_port()
         extensions = {"baseline": {}, "floor": {FLOOR_NAME: FLOOR}, "ours": None}[config]
-        env = {"INVOCATION_HISTORY_EXTENSION_HTTP_PORT": str(self.api_port), "BENCH_FUNCTION_WORK_MS": str(work_ms), **(OURS_ENV if config == "ours" else {}), **(env or {})}
-        # The RIE's Runtime API listens on 127.0.0.1:9001 unless told otherwise, and LocalLambda
-        # does not tell it: a second RIE on the machine (another test run, or this harness's
-        # side-by-side environments) would fail to bind. RIE options may precede the bootstrap.
-        self.runtime_api_port = free_port()
-        bootstrap = ["--runtime-api-address", f"127.0.0.1:{self.runtime_api_port}", str(FUNCTION)]
-        super().__init__(bootstrap, env=env, extensions=extensions)
+        env = {
+            "INVOCATION_HISTORY_EXTENSION_HTTP_PORT": str(self.api_port),
+            "BENCH_FUNCTION_WORK_MS": str(work_ms),
+            **({"BENCH_FUNCTION_RESPONSE_BYTES": str(response_bytes)} if response_bytes else {}),
+            **(OURS_ENV if config == "ours" else {}),
+            **(env or {}),
+        }
+        bootstrap, opt_files = [str(FUNCTION)], {}
+        if proxy is not None:
+            opt_files[WRAPPER.name] = WRAPPER
+            bootstrap = [f"/opt/{WRAPPER.name}", str(FUNCTION)]
+            if proxy:
+                env.update({"INVOCATION_HISTORY_EXTENSION_RUNTIME_PROXY": "on", "INVOCATION_HISTORY_EXTENSION_RUNTIME_PROXY_PORT": str(free_port())})
+        if managed:
+            # That mode ignores the command line's bootstrap and runs /opt/bootstrap.
+            env.update({"AWS_LAMBDA_MAX_CONCURRENCY": "1", "INVOCATION_HISTORY_TEST_RIE": str(local_lambda.RIE)})
+            opt_files["bootstrap"] = FUNCTION
+            bootstrap = ["/opt/bootstrap"]
+        super().__init__(bootstrap, env=env, extensions=extensions, opt_files=opt_files)
         self._conn: http.client.HTTPConnection | None = None
 
     @property
     def extension_name(self) -> str | None:
         return {"baseline": None, "floor": FLOOR_NAME, "ours": EXTENSION_NAME}[self.config]
 
-    def _wait_for_port(self, timeout: float = 10.0) -> None:
-        # The parent polls every 20 ms; cold starts are a few ms, so poll every 0.5 ms here.
-        import socket
+    def start(self) -> "BenchLambda":
+        if not self.managed:
+            return super().start()
+        # LocalLambda.start runs tools.local_lambda.RIE; the managed-instances mode needs its
+        # wrapper script there for the duration of the start (as the telemetry tests do).
+        saved, local_lambda.RIE = local_lambda.RIE, MANAGED_INSTANCES_RIE
+        try:
+            return super().start()
+        finally:
+            local_lambda.RIE = saved
 
+    def _wait_for_port(self, timeout: float = 10.0) -> None:
+        # LocalLambda polls every 20 ms and cold starts take a few: poll every 0.5 ms here, and
+        # leave the RIE's early exit or a timeout to LocalLambda's wait, which reports it with the logs.
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"RIE exited with {self.process.returncode}:\n{self.logs()}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+        while time.monotonic() < deadline and self.process.poll() is None:
+            if port_open(self.port):
                 return
-            except OSError:
-                time.sleep(0.0005)
-        raise RuntimeError(f"RIE did not listen on 127.0.0.1:{self.port} within {timeout}s")
+            time.sleep(0.0005)
+        super()._wait_for_port(max(0.05, deadline - time.monotonic()))
 
     def invoke_raw(self, body: bytes = b"{}") -> float:
         """POST one invoke on a kept-alive connection; return its latency in ms."""
         if self._conn is None:
             self._conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        start = time.perf_counter()
-        self._conn.request("POST", INVOKE_PATH, body=body)
-        response = self._conn.getresponse()
-        payload = response.read()
-        elapsed = (time.perf_counter() - start) * 1000
+        for _ in range(200):
+            start = time.perf_counter()
+            self._conn.request("POST", INVOKE_PATH, body=body)
+            response = self._conn.getresponse()
+            payload = response.read()
+            elapsed = (time.perf_counter() - start) * 1000
+            # The managed-instances mode answers 400 "no idle runtimes" until its runtime is at /next.
+            if not (self.managed and response.status == 400):
+                break
+            time.sleep(0.005)
+        self.last_payload_bytes = len(payload)
         if response.status != 200 or response.getheader("X-Amz-Function-Error"):
             raise RuntimeError(f"{self.config}: invoke failed {response.status} {payload[:200]!r}\n{self.logs()[-3000:]}")
         return elapsed
@@ -268,6 +310,14 @@ class BenchLambda(LocalLambda):
             conn.close()
 
 
+def port_open(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        return True
+    except OSError:
+        return False
+
+
 def rotated(configs: tuple[str, ...], i: int) -> list[str]:
     """The configurations in an order that rotates each round, so none is always first."""
     k = i % len(configs)
@@ -276,6 +326,19 @@ def rotated(configs: tuple[str, ...], i: int) -> list[str]:
 
 def say(message: str) -> None:
     print(message, flush=True)
+
+
+def interleaved(envs: dict[str, BenchLambda], invokes: int, warmup: int) -> dict[str, list[float]]:
+    """Warm each environment up, then invoke each once per round, in an order that rotates:
+    latencies in ms by configuration."""
+    for local in envs.values():
+        for _ in range(warmup):
+            local.invoke_raw()
+    samples: dict[str, list[float]] = {c: [] for c in envs}
+    for i in range(invokes):
+        for config in rotated(tuple(envs), i):
+            samples[config].append(envs[config].invoke_raw())
+    return samples
 
 
 # -- scenario 1: cold start ------------------------------------------------------------------------
@@ -324,13 +387,7 @@ def warm_invoke(counts: Counts, work_ms: float = 0) -> dict:
     envs = {c: BenchLambda(c, work_ms=work_ms).start() for c in CONFIGS}
     invokes = counts.warm_invokes if not work_ms else max(50, counts.warm_invokes // 10)
     try:
-        for config, local in envs.items():
-            for _ in range(counts.warmup if not work_ms else max(5, counts.warmup // 10)):
-                local.invoke_raw()
-        samples = {c: [] for c in CONFIGS}
-        for i in range(invokes):
-            for config in rotated(CONFIGS, i):
-                samples[config].append(envs[config].invoke_raw())
+        samples = interleaved(envs, invokes, counts.warmup if not work_ms else max(5, counts.warmup // 10))
         memory = {c: envs[c].memory() for c in ("floor", "ours")}
     finally:
         for local in envs.values():
@@ -461,35 +518,128 @@ def zip_sizes() -> dict:
     return result
 
 
-# -- scenario 6: modes that do not exist yet ---------------------------------------------------------
+# -- scenario 6: the Runtime API proxy and telemetry modes -------------------------------------------
+PROXY_CONFIGS = ("ours", "ours+proxy")
+
+
+def proxy_mode(counts: Counts) -> dict:
+    """Our extension with the Runtime API proxy on against the same without it, side by side and
+    interleaved. Both run the function through /opt/invocation-history-wrapper (without the proxy's
+    address file it only execs), so the proxy's loopback hop is the only difference. 1: warm
+    invokes of the no-op function; 2: a body of proxy_body_bytes (just under Lambda's 6 MB) each."""
+    def environments(**kw) -> dict[str, BenchLambda]:
+        return {c: BenchLambda("ours", proxy=c == "ours+proxy", **kw).start() for c in PROXY_CONFIGS}
+
+    result: dict = {"available": True, "configs": {"ours": "proxy off, wrapper as the bootstrap", "ours+proxy": "INVOCATION_HISTORY_EXTENSION_RUNTIME_PROXY=on"}}
+    envs = environments()
+    try:
+        latency = interleaved(envs, counts.proxy_invokes, counts.warmup)
+        proxied = envs["ours+proxy"]
+        features = proxied.get_json("/environment")["features"]
+        last = proxied.get_json("/invocations?limit=1")["invocations"][-1]
+        if features.get("runtimeProxy") is not True or "outcome" not in last:
+            raise RuntimeError(f"the proxy is not in the runtime's path: features {features}, last record {last}\n{proxied.logs()[-3000:]}")
+        if "outcome" in envs["ours"].get_json("/invocations?limit=1")["invocations"][-1]:
+            raise RuntimeError("the run without the proxy recorded a proxy outcome")
+    finally:
+        for local in envs.values():
+            local.cleanup()
+    result["latency"] = {c: summary(latency[c]) for c in PROXY_CONFIGS}
+    result["latency"]["ratios"] = {f"{p} proxy/ours": ratio(result["latency"]["ours+proxy"][p], result["latency"]["ours"][p]) for p in ("p50", "p90", "p99")}
+    result["latency"]["addedMs"] = {p: round(result["latency"]["ours+proxy"][p] - result["latency"]["ours"][p], 4) for p in ("p50", "p90", "p99")}
+
+    size = counts.proxy_body_bytes
+    envs = environments(response_bytes=size)
+    try:
+        body = interleaved(envs, counts.proxy_body_invokes, max(2, counts.proxy_body_invokes // 10))
+        for config, local in envs.items():
+            if local.last_payload_bytes != size:
+                raise RuntimeError(f"{config}: answer of {local.last_payload_bytes} bytes, expected {size}")
+        recorded = envs["ours+proxy"].get_json("/invocations?limit=1")["invocations"][-1].get("responseBytes")
+    finally:
+        for local in envs.values():
+            local.cleanup()
+    result["body"] = {"bytes": size, "responseBytesRecorded": recorded}
+    for c in PROXY_CONFIGS:
+        result["body"][c] = summary(body[c])
+        result["body"][c]["MBps p50"] = round(size / 1e6 / (result["body"][c]["p50"] / 1000), 1)
+    result["body"]["ratios"] = {f"{p} proxy/ours": ratio(result["body"]["ours+proxy"][p], result["body"]["ours"][p]) for p in ("p50", "p90", "p99")}
+    result["body"]["addedMs"] = {p: round(result["body"]["ours+proxy"][p] - result["body"]["ours"][p], 3) for p in ("p50", "p99")}
+    return result
+
+
+TELEMETRY_SETTINGS = ("on", "off")
+
+
+def telemetry_mode(counts: Counts) -> dict:
+    """Extension start -> first /event/next (the ready line's startupMs) with the telemetry
+    subscription (the default) against INVOCATION_HISTORY_EXTENSION_TELEMETRY=off, fresh starts
+    alternating, on the RIE's standard mode (the subscription is answered Telemetry.NotSupported)
+    and its managed-instances mode (a real Telemetry API; the extension registers for SHUTDOWN only)."""
+    result: dict = {"available": True}
+    for mode in ("standard", "managedInstances"):
+        samples: dict[str, list[float]] = {s: [] for s in TELEMETRY_SETTINGS}
+        feature: dict[str, str] = {}
+        for i in range(counts.telemetry_starts):
+            for setting in rotated(TELEMETRY_SETTINGS, i):
+                local = BenchLambda("ours", env={"INVOCATION_HISTORY_EXTENSION_TELEMETRY": setting}, managed=mode == "managedInstances")
+                try:
+                    local.start()
+                    local.invoke_raw()
+                    samples[setting].append(local.startup_ms())
+                    if setting not in feature:
+                        feature[setting] = local.get_json("/environment")["features"]["telemetry"]
+                    if (code := local.stop()) != 0:
+                        raise RuntimeError(f"telemetry {setting} ({mode}): RIE exited {code}:\n{local.logs()[-3000:]}")
+                finally:
+                    local.cleanup()
+        r = {s: summary(samples[s]) for s in TELEMETRY_SETTINGS}
+        r["features.telemetry"] = feature
+        r["samples"] = {s: [round(x, 3) for x in v] for s, v in samples.items()}
+        r["ratios"] = {f"{p} on/off": ratio(r["on"][p], r["off"][p]) for p in ("p50", "p90")}
+        r["addedMs"] = {p: round(r["on"][p] - r["off"][p], 3) for p in ("p50", "p90")}
+        result[mode] = r
+    expected = {"standard": "unsupported", "managedInstances": "on"}
+    for mode, want in expected.items():
+        if result[mode]["features.telemetry"] != {"on": want, "off": "off"}:
+            raise RuntimeError(f"{mode}: features.telemetry {result[mode]['features.telemetry']}, expected on: {want!r}, off: 'off'")
+    return result
+
+
 @dataclass
 class Mode:
-    """An optional mode of the extension, benchmarked only when /environment says it is on."""
+    """An optional mode of the extension, benchmarked when /environment's features show the
+    extension has it (each scenario turns its mode on and checks that it is)."""
 
-    name: str
+    key: str  # its name in --scenarios and in results["optionalModes"]
+    title: str
     feature: str
     available: Callable[[dict], bool]
-    run: Callable[[Counts], dict] | None = None  # the scenario, once the mode exists
+    run: Callable[[Counts], dict]
 
 
 MODES = [
-    Mode("proxy mode (added latency, 6 MB body throughput)", "runtimeProxy", lambda f: bool(f.get("runtimeProxy"))),
-    Mode("telemetry mode (start-up with subscription)", "telemetry", lambda f: f.get("telemetry") == "on"),
+    Mode("proxy", "proxy mode (added latency, 6 MB body throughput)", "runtimeProxy", lambda f: isinstance(f.get("runtimeProxy"), bool), proxy_mode),
+    Mode("telemetry", "telemetry mode (start-up with subscription)", "telemetry", lambda f: f.get("telemetry") in ("on", "unsupported"), telemetry_mode),
 ]
 
 
-def optional_modes(environment: dict, counts: Counts) -> dict:
+def optional_modes(environment: dict, counts: Counts, chosen: set[str], timings: dict) -> dict:
     features = environment.get("features", {})
     result = {}
     for mode in MODES:
-        if mode.available(features) and mode.run is not None:
-            result[mode.name] = mode.run(counts)
-        else:
+        if mode.key not in chosen:
+            result[mode.key] = {"available": None, "reason": "not in --scenarios"}
+            continue
+        if not mode.available(features):
             why = f"features.{mode.feature}={json.dumps(features.get(mode.feature))}"
-            if mode.available(features):
-                why += " but the harness has no scenario for it yet"
-            say(f"  {mode.name}: not available ({why}); skipped")
-            result[mode.name] = {"available": False, "reason": why}
+            say(f"  {mode.title}: not available ({why}); skipped")
+            result[mode.key] = {"available": False, "reason": why}
+            continue
+        say(f"- {mode.title}")
+        t = time.perf_counter()
+        result[mode.key] = mode.run(counts)
+        timings[mode.key] = round(time.perf_counter() - t, 1)
     return result
 
 
@@ -586,6 +736,27 @@ def table(results: dict) -> str:
         for arch in ARCHES:
             z = zips[arch]
             add(f"  {arch:35} {z['floor']:>8} {z['ours'] or 0:>9} {fmt(z['ratio ours/floor'], 2):>11}")
+    modes = results.get("optionalModes", {})
+    if (proxy := modes.get("proxy", {})).get("latency"):
+        lat, body = proxy["latency"], proxy["body"]
+        add("Runtime API proxy (ms)                    ours  ours+proxy  proxy/ours    added ms")
+        for p in ("p50", "p90", "p99"):
+            a, b = lat["ours"][p], lat["ours+proxy"][p]
+            add(f"  {'warm invoke ' + p + ', n=' + str(lat['ours']['n']):35} {fmt(a):>8} {fmt(b):>11} {fmt(ratio(b, a)):>11} {fmt(b - a):>11}")
+        for p in ("p50", "p99"):
+            a, b = body["ours"][p], body["ours+proxy"][p]
+            label = f"{body['bytes'] / MIB:.2f} MiB answer {p}, n={body['ours']['n']}"
+            add(f"  {label:35} {fmt(a, 2):>8} {fmt(b, 2):>11} {fmt(ratio(b, a)):>11} {fmt(b - a, 2):>11}")
+        add(f"  {'6 MB answer MB/s at p50':35} {body['ours']['MBps p50']:>8.1f} {body['ours+proxy']['MBps p50']:>11.1f}")
+    if (tel := modes.get("telemetry", {})).get("standard"):
+        add("telemetry: extension start -> /event/next (ms)   off        on     on/off    added ms")
+        for mode, label in (("standard", "RIE standard (NotSupported)"), ("managedInstances", "RIE managed instances (real API)")):
+            r = tel[mode]
+            for p in ("p50", "p90"):
+                add(f"  {label + ' ' + p + ', n=' + str(r['on']['n']):45} {fmt(r['off'][p]):>8} {fmt(r['on'][p]):>9} {fmt(ratio(r['on'][p], r['off'][p])):>9} {fmt(r['on'][p] - r['off'][p]):>11}")
+    for key, mode in modes.items():
+        if mode.get("available") is False:
+            add(f"{key} mode: not available ({mode['reason']})")
     if tg := results.get("targets"):
         add("targets")
         for name, t in tg.items():
@@ -604,7 +775,9 @@ def chart(results: dict, path: Path) -> bool:
         say("  chart: matplotlib is not installed (make bench installs it); skipped")
         return False
     colors = {"baseline": "#9e9e9e", "floor": "#4c72b0", "ours": "#dd8452"}
-    fig, axes = plt.subplots(2, 3, figsize=(17, 9))
+    modes = results.get("optionalModes", {})
+    nrows = 3 if any(m.get("available") for m in modes.values()) else 2
+    fig, axes = plt.subplots(nrows, 3, figsize=(17, 4.5 * nrows))
     fig.suptitle(f"invocation-history-extension vs baseline and floor — {results['date']} ({'full' if results['full'] else 'quick'} run)")
     if cold := results.get("coldStart"):
         ax = axes[0][0]
@@ -663,7 +836,7 @@ def chart(results: dict, path: Path) -> bool:
             ax.bar_label(bars, fmt="%.3f", fontsize=8)
         ax.axhline(1.05, color="#9e9e9e", linestyle=":", label="target vs baseline 1.05")
         ax.axhline(1.02, color=colors["floor"], linestyle=":", label="target vs floor 1.02")
-        ax.set_xticks(range(len(rows)), [l for l, _ in rows])
+        ax.set_xticks(range(len(rows)), [label for label, _ in rows])
         ax.set_ylim(0.9, max(1.25, ax.get_ylim()[1]))
         ax.set_title("warm invoke p50 ratios")
         ax.legend(fontsize=8, loc="upper right")
@@ -677,6 +850,8 @@ def chart(results: dict, path: Path) -> bool:
         ax.set_xticks(range(len(ARCHES)), list(ARCHES))
         ax.set_title("layer zip size (MiB)")
         ax.legend(fontsize=8, loc="lower right")
+    if nrows == 3:
+        chart_modes(modes, axes[2], colors)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
@@ -684,8 +859,38 @@ def chart(results: dict, path: Path) -> bool:
     return True
 
 
+def chart_modes(modes: dict, axes, colors: dict) -> None:
+    """Scenario 6's row: the proxy's latency and 6 MB answers, telemetry's start-up cost."""
+    proxy_colors = {"ours": colors["ours"], "ours+proxy": "#8c4a1f"}
+    for ax, key, title in ((axes[0], "latency", "proxy: warm invoke, no-op function"), (axes[1], "body", "proxy: {mib:.2f} MiB answer")):
+        part = modes.get("proxy", {}).get(key)
+        if not part:
+            ax.set_axis_off()
+            continue
+        for i, c in enumerate(PROXY_CONFIGS):
+            bars = ax.bar([x + (i - 0.5) * 0.38 for x in range(3)], [part[c][p] for p in ("p50", "p90", "p99")], 0.38, label=c, color=proxy_colors[c])
+            ax.bar_label(bars, fmt="%.2f", fontsize=7)
+        ax.set_xticks(range(3), ["p50", "p90", "p99"])
+        ax.set_title(f"{title.format(mib=part.get('bytes', 0) / MIB)} (n={part['ours']['n']} each, interleaved)")
+        ax.set_ylabel("ms")
+        ax.legend(fontsize=8)
+    ax = axes[2]
+    tel = modes.get("telemetry", {})
+    if not tel.get("standard"):
+        ax.set_axis_off()
+        return
+    labels = [("standard", "RIE standard\n(NotSupported)"), ("managedInstances", "RIE managed instances\n(real Telemetry API)")]
+    for i, (setting, color) in enumerate((("off", "#9e9e9e"), ("on", colors["ours"]))):
+        bars = ax.bar([x + (i - 0.5) * 0.38 for x in range(len(labels))], [tel[m][setting]["p50"] for m, _ in labels], 0.38, label=f"telemetry {setting}", color=color)
+        ax.bar_label(bars, fmt="%.2f", fontsize=8)
+    ax.set_xticks(range(len(labels)), [label for _, label in labels], fontsize=8)
+    ax.set_title(f"extension start → first /event/next, p50 (n={tel['standard']['on']['n']} starts each)")
+    ax.set_ylabel("ms")
+    ax.legend(fontsize=8)
+
+
 def machine() -> dict:
-    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("model name")), "?")
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), "?")
     go = subprocess.run(["go", "version"], capture_output=True, text=True).stdout.strip()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     dirty = bool(subprocess.run(["git", "status", "--porcelain", "extension_src"], cwd=ROOT, capture_output=True, text=True).stdout.strip())
@@ -697,7 +902,7 @@ def machine() -> dict:
 
 
 # -- main --------------------------------------------------------------------------------------------
-SCENARIOS = ("cold", "warm", "warm-work", "memory", "zip", "gobench")
+SCENARIOS = ("cold", "warm", "warm-work", "memory", "zip", "gobench", "proxy", "telemetry")
 
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Counts]:
@@ -762,16 +967,15 @@ def main(argv: list[str] | None = None) -> dict:
         run("layer zip size", "zipSize", zip_sizes)
     if "gobench" in chosen:
         run("heap per record (Go benchmark of the store)", "heapBytesPerRecord", heap_per_record)
-    if environment is None:
+    if environment is None and chosen & {m.key for m in MODES}:
         local = BenchLambda("ours").start()
         try:
             local.invoke_raw()
             environment = local.get_json("/environment")
         finally:
             local.cleanup()
-    say("- optional modes")
-    results["optionalModes"] = optional_modes(environment, counts)
-    results["features"] = environment.get("features")
+    results["optionalModes"] = optional_modes(environment or {}, counts, chosen, timings)
+    results["features"] = (environment or {}).get("features")
     results["targets"] = targets(results)
     timings["total"] = round(time.perf_counter() - began, 1)
     results["secondsPerScenario"] = timings

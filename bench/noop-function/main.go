@@ -5,6 +5,10 @@
 //
 // BENCH_FUNCTION_WORK_MS makes each invoke take that long (a sleep) before answering: the
 // extension's cost is fixed per invoke, so its ratio shrinks as the function does more work.
+//
+// BENCH_FUNCTION_RESPONSE_BYTES makes each answer a JSON string of that many bytes (built once),
+// for the Runtime API proxy's throughput scenario: the runtime spends nothing on encoding, so what
+// is measured is the body's trip through the proxy, the RIE and the client.
 package main
 
 import (
@@ -21,6 +25,11 @@ func main() {
 	client := &http.Client{}
 	workMs, _ := strconv.ParseFloat(os.Getenv("BENCH_FUNCTION_WORK_MS"), 64)
 	work := time.Duration(workMs * float64(time.Millisecond))
+	answer := []byte("{}")
+	if n, _ := strconv.Atoi(os.Getenv("BENCH_FUNCTION_RESPONSE_BYTES")); n > 2 {
+		answer = bytes.Repeat([]byte("x"), n)
+		answer[0], answer[n-1] = '"', '"'
+	}
 	for {
 		resp, err := client.Get(base + "next")
 		if err != nil {
@@ -33,7 +42,7 @@ func main() {
 		if work > 0 {
 			time.Sleep(work)
 		}
-		out, err := client.Post(base+id+"/response", "application/json", bytes.NewReader([]byte("{}")))
+		out, err := client.Post(base+id+"/response", "application/json", bytes.NewReader(answer))
 		if err == nil {
 			_, _ = io.Copy(io.Discard, out.Body)
 			out.Body.Close()

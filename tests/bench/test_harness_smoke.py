@@ -23,7 +23,8 @@ def test_quick_run_writes_every_scenario(tmp_path, capsys):
         "--cold-starts", "1", "--warmup", "2", "--warm-invokes", "10",
         "--max-records", "20", "--memory-invokes", "40", "--memory-samples", "4",
         "--api-requests", "20", "--load-seconds", "0.3", "--load-connections", "2",
-        "--scenarios", "cold,warm,memory",
+        "--proxy-invokes", "10", "--proxy-body-invokes", "2", "--proxy-body-bytes", "100000", "--telemetry-starts", "1",
+        "--scenarios", "cold,warm,memory,proxy,telemetry",
     ])  # fmt: skip
     # THEN the JSON holds each scenario for each configuration, and the table names the targets
     saved = json.loads((tmp_path / "smoke.json").read_text())
@@ -40,7 +41,14 @@ def test_quick_run_writes_every_scenario(tmp_path, capsys):
     api = saved["localApi"]
     assert api["last100"]["requests"] == 20 and api["last100"]["errors"] == 0 and api["last100"]["non2xx"] == 0
     assert api["fullStoreLoad"]["rps"] > 0
-    # and the modes that do not exist yet are skipped with a reason, not measured
-    assert all(m.get("available") is False and m["reason"] for m in saved["optionalModes"].values())
+    # and scenario 6: the proxy on against off (the proxy saw every byte of the larger answers), and
+    # start-up with telemetry on against off on both RIE modes
+    proxy = saved["optionalModes"]["proxy"]
+    assert proxy["latency"]["ours+proxy"]["n"] == 10 and proxy["latency"]["ratios"]["p50 proxy/ours"] > 0
+    assert proxy["body"]["ours"]["n"] == 2 and proxy["body"]["responseBytesRecorded"] == 100000
+    telemetry = saved["optionalModes"]["telemetry"]
+    assert telemetry["standard"]["features.telemetry"] == {"on": "unsupported", "off": "off"}
+    assert telemetry["managedInstances"]["features.telemetry"] == {"on": "on", "off": "off"}
+    assert telemetry["managedInstances"]["on"]["p50"] > 0
     out = capsys.readouterr().out
-    assert "not available" in out and "targets" in out
+    assert "Runtime API proxy" in out and "telemetry:" in out and "targets" in out
