@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -23,11 +24,20 @@ import (
 // name is the registered name; Lambda requires it to equal the executable's file name.
 const name = "invocation-history-extension"
 
+// gcPercent replaces Go's default GOGC=100 unless the environment sets GOGC: a heap goal of 1.5× the live heap
+// instead of 2×. Measured under the RIE (docs/performance.md): RSS at 10,000 records 15.1 → 13.4 MiB, warm invoke
+// and /invocations latency unchanged. Set in code, not as GOGC in the function's environment, which a Go
+// function's own runtime would read too.
+const gcPercent = 50
+
 // version is reported by /environment and in the start-up log line.
 const version = "0.1.0"
 
 func main() {
 	started := time.Now()
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(gcPercent)
+	}
 	cfg, warnings := config.Load(os.Getenv)
 	log := slog.New(slog.NewTextHandler(os.Stdout, &slog.HandlerOptions{
 		Level: cfg.LogLevel,
