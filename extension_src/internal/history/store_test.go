@@ -28,6 +28,8 @@ func TestStoreEvictsOldestAndCountsDropped(t *testing.T) {
 		{"at capacity", 3, 3, 3, 0},
 		{"over capacity", 3, 5, 3, 2},
 		{"capacity one", 1, 4, 1, 3},
+		{"grown past the first allocation", 3 * initialRing, 2*initialRing + 1, 2*initialRing + 1, 0},
+		{"grown to a capacity that is not a doubling, then wrapped", 3 * initialRing, 10 * initialRing, 3 * initialRing, 7 * initialRing},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := NewStore(tc.capacity, fixedClock())
@@ -44,6 +46,9 @@ func TestStoreEvictsOldestAndCountsDropped(t *testing.T) {
 				if r.Sequence != wantSeq || r.AwsRequestID != fmt.Sprintf("req-%d", wantSeq) {
 					t.Errorf("records[%d] = %s seq %d, want seq %d", i, r.AwsRequestID, r.Sequence, wantSeq)
 				}
+			}
+			if cap(s.ring) > tc.capacity {
+				t.Errorf("ring allocated %d records, capacity %d", cap(s.ring), tc.capacity)
 			}
 			if tc.dropped > 0 {
 				if _, ok := s.Get("req-1"); ok {
@@ -299,5 +304,28 @@ func TestPageSkipsRecordsEvictedSinceTheWindow(t *testing.T) {
 	page := s.Page(after, upTo, make([]Record, 0, 10))
 	if len(page) != 1 || page[0].Sequence != 3 {
 		t.Fatalf("page = %v, want only sequence 3 (records newer than the window are not included)", page)
+	}
+}
+
+func TestUpdatesReachRecordsAcrossRingGrowth(t *testing.T) {
+	s := NewStore(4*initialRing, fixedClock())
+	appendN(s, initialRing) // req-1 .. req-64: the first allocation is full
+	s.Update("req-1", func(r *Record) { r.Status = "success" })
+	s.Update("late", func(r *Record) { r.Status = "error" }) // held: no such record yet
+	for i := range 3 * initialRing {                         // grows twice, to capacity
+		s.Append(Record{AwsRequestID: fmt.Sprintf("more-%d", i)})
+	}
+	s.Append(Record{AwsRequestID: "late"}) // wraps: evicts req-1
+	if got, ok := s.Get("late"); !ok || got.Status != "error" {
+		t.Errorf("late = %+v, %v; want the held update applied after the ring grew", got, ok)
+	}
+	if got, ok := s.Get("req-2"); !ok || got.Sequence != 2 {
+		t.Errorf("req-2 = %+v, %v; want kept with sequence 2", got, ok)
+	}
+	if _, ok := s.Get("req-1"); ok {
+		t.Errorf("req-1 still retained after the full ring wrapped")
+	}
+	if s.Capacity() != 4*initialRing || len(s.ring) != 4*initialRing {
+		t.Errorf("Capacity() = %d, len(ring) = %d; want %d", s.Capacity(), len(s.ring), 4*initialRing)
 	}
 }
