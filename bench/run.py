@@ -328,6 +328,18 @@ def say(message: str) -> None:
     print(message, flush=True)
 
 
+def start_all(envs: dict[str, BenchLambda]) -> dict[str, BenchLambda]:
+    """Start every environment; when one fails, stop those already running before raising."""
+    try:
+        for local in envs.values():
+            local.start()
+    except BaseException:
+        for local in envs.values():
+            local.cleanup()
+        raise
+    return envs
+
+
 def interleaved(envs: dict[str, BenchLambda], invokes: int, warmup: int) -> dict[str, list[float]]:
     """Warm each environment up, then invoke each once per round, in an order that rotates:
     latencies in ms by configuration."""
@@ -384,7 +396,7 @@ def cold_start(counts: Counts) -> dict:
 # -- scenario 2: warm invoke latency ---------------------------------------------------------------
 def warm_invoke(counts: Counts, work_ms: float = 0) -> dict:
     """Three environments side by side; each round invokes each once, in a rotating order."""
-    envs = {c: BenchLambda(c, work_ms=work_ms).start() for c in CONFIGS}
+    envs = start_all({c: BenchLambda(c, work_ms=work_ms) for c in CONFIGS})
     invokes = counts.warm_invokes if not work_ms else max(50, counts.warm_invokes // 10)
     try:
         samples = interleaved(envs, invokes, counts.warmup if not work_ms else max(5, counts.warmup // 10))
@@ -528,7 +540,7 @@ def proxy_mode(counts: Counts) -> dict:
     address file it only execs), so the proxy's loopback hop is the only difference. 1: warm
     invokes of the no-op function; 2: a body of proxy_body_bytes (just under Lambda's 6 MB) each."""
     def environments(**kw) -> dict[str, BenchLambda]:
-        return {c: BenchLambda("ours", proxy=c == "ours+proxy", **kw).start() for c in PROXY_CONFIGS}
+        return start_all({c: BenchLambda("ours", proxy=c == "ours+proxy", **kw) for c in PROXY_CONFIGS})
 
     def answered_last(local: BenchLambda) -> dict:
         # The proxy records the runtime's answer before passing Lambda's reply on, but the RIE may

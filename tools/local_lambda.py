@@ -131,7 +131,11 @@ class LocalLambda:
         self.process = subprocess.Popen(
             command, env=env, cwd=self.task_root, stdout=self._log, stderr=subprocess.STDOUT
         )
-        self._wait_for_port()
+        try:
+            self._wait_for_port()
+        except BaseException:
+            self.cleanup()  # a failed start leaves no RIE running and no temp dir behind
+            raise
         return self
 
     def _wait_for_port(self, timeout: float = 10.0) -> None:
@@ -144,7 +148,7 @@ class LocalLambda:
                 return
             except OSError:
                 time.sleep(0.02)
-        raise RuntimeError(f"RIE did not listen on 127.0.0.1:{self.port} within {timeout}s")
+        raise RuntimeError(f"RIE did not listen on 127.0.0.1:{self.port} within {timeout}s:\n{self.logs()}")
 
     def stop(self, timeout: float = 10.0) -> int:
         """SIGTERM the RIE (it sends SHUTDOWN to extensions) and return its exit code."""
