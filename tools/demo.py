@@ -29,8 +29,9 @@ def port_free(port: int) -> bool:
 
 def table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
-    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths))  # noqa: E731
-    return "\n".join([line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)])
+    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    rule = ["-" * w if h else "" for h, w in zip(header, widths)]  # no rule over the unnamed marker column
+    return "\n".join([line(header), line(rule), *(line(r) for r in rows)])
 
 
 def extension_lines(logs: str, message: str) -> list[str]:
