@@ -35,6 +35,7 @@ test-fuzz: ## run the fuzz targets for $(FUZZTIME) each
 	cd extension_src && go test -run='^$$' -fuzz=FuzzAppendRecordMatchesEncodingJSON -fuzztime=$(FUZZTIME) ./internal/localapi
 	cd extension_src && go test -run='^$$' -fuzz=FuzzListenerBody -fuzztime=$(FUZZTIME) ./internal/telemetryapi
 	cd extension_src && go test -run='^$$' -fuzz=FuzzHeaderPassThrough -fuzztime=$(FUZZTIME) ./internal/runtimeproxy
+	cd extension_src && go test -run='^$$' -fuzz=FuzzNextHeaders -fuzztime=$(FUZZTIME) ./internal/runtimeproxy
 
 test-py: venv rie build simulator-driver ## pytest: local end-to-end on the RIE and lambda-simulator, and the CDK tests
 	$(PY) -m pytest

@@ -18,7 +18,9 @@ import time
 from pathlib import Path
 
 import pytest
+from openapi_core.testing import MockRequest, MockResponse
 
+from tests.local.test_api_contract import SPEC
 from tests.shared.history_checks import check_history_grows
 from tools.local_lambda import GO_BOOTSTRAP, ROOT, WRAPPER, LocalLambda, free_port, python_function
 
@@ -28,9 +30,14 @@ WRAPPER_IN_OPT = "/opt/invocation-history-wrapper"
 
 
 def history(port: int, path: str = "/invocations") -> dict:
+    """The local API's answer, checked against docs/api/openapi.yaml: the proxy's fields too."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     conn.request("GET", path)
-    return json.loads(conn.getresponse().read())
+    response = conn.getresponse()
+    body = response.read()
+    request = MockRequest("http://127.0.0.1:1203", "get", path.split("?")[0])
+    SPEC.validate_response(request, MockResponse(body, status_code=response.status, content_type="application/json"))
+    return json.loads(body)
 
 
 def answered_record(port: int, timeout: float = 2.0) -> dict:

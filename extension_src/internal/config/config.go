@@ -206,13 +206,30 @@ func Load(getenv func(string) string) (Config, []Warning) {
 
 	onOff(EnvRuntimeProxy, DefaultRuntimeProxy, &cfg.Proxy.Enabled)
 	intIn(EnvRuntimeProxyPort, 1, 65535, DefaultRuntimeProxyPort, &cfg.Proxy.Port)
-	if cfg.Proxy.Port == cfg.HTTPPort || (cfg.Proxy.Port == cfg.Telemetry.Port && cfg.Telemetry.Port != 0) {
-		warn(EnvRuntimeProxyPort, getenv(EnvRuntimeProxyPort), "another listener of the extension already uses this port", strconv.Itoa(DefaultRuntimeProxyPort))
-		cfg.Proxy.Port = DefaultRuntimeProxyPort
+	// Only a proxy that is on can collide with the extension's other listeners.
+	portOwner := func(port int) string {
+		switch {
+		case port == cfg.HTTPPort:
+			return EnvHTTPPort
+		case cfg.Telemetry.Enabled && cfg.Telemetry.Port != 0 && port == cfg.Telemetry.Port:
+			return EnvTelemetryPort
+		}
+		return ""
+	}
+	if owner := portOwner(cfg.Proxy.Port); cfg.Proxy.Enabled && owner != "" {
+		if portOwner(DefaultRuntimeProxyPort) == "" {
+			warn(EnvRuntimeProxyPort, strconv.Itoa(cfg.Proxy.Port), "the port of "+owner, strconv.Itoa(DefaultRuntimeProxyPort))
+			cfg.Proxy.Port = DefaultRuntimeProxyPort
+		} else { // the default is taken too: the function keeps talking to Lambda directly
+			warn(EnvRuntimeProxy, getenv(EnvRuntimeProxy), "its port "+strconv.Itoa(cfg.Proxy.Port)+" is the port of "+owner+"; set "+EnvRuntimeProxyPort+" to a free port", switchName(false))
+			cfg.Proxy.Enabled = false
+		}
 	}
 	if v, ok := lookup(getenv, EnvRuntimeProxyUpstream); ok {
 		if err := validHostPort(v); err != nil {
 			warn(EnvRuntimeProxyUpstream, v, err.Error(), EnvRuntimeAPI)
+		} else if cfg.Proxy.Enabled && isOwnAddress(strings.TrimSpace(v), cfg.Proxy.Port) {
+			warn(EnvRuntimeProxyUpstream, v, "the proxy's own address: every request would loop back to it", EnvRuntimeAPI)
 		} else {
 			cfg.Proxy.Upstream = strings.TrimSpace(v)
 		}
@@ -294,7 +311,6 @@ func validNamespace(ns string) error {
 	return nil
 }
 
-// lookup treats an empty or blank value as unset: Lambda consoles and CDK code often leave "".
 // validHostPort accepts host:port with a port from 1 to 65535.
 func validHostPort(v string) error {
 	host, port, err := net.SplitHostPort(strings.TrimSpace(v))
@@ -307,6 +323,18 @@ func validHostPort(v string) error {
 	return nil
 }
 
+// isOwnAddress reports whether hostPort (already valid) is a loopback address on port: where the
+// proxy itself listens.
+func isOwnAddress(hostPort string, port int) bool {
+	host, p, _ := net.SplitHostPort(hostPort)
+	if p != strconv.Itoa(port) {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return host == "localhost" || ip != nil && (ip.IsLoopback() || ip.IsUnspecified())
+}
+
+// lookup treats an empty or blank value as unset: Lambda consoles and CDK code often leave "".
 func lookup(getenv func(string) string, name string) (string, bool) {
 	v := getenv(name)
 	return v, strings.TrimSpace(v) != ""

@@ -21,6 +21,7 @@ type Record struct {
 	InvokedFunctionArn string    `json:"invokedFunctionArn,omitempty"`
 	TraceID            string    `json:"traceId,omitempty"`
 	ColdStart          bool      `json:"coldStart"`
+	begunBy            Source    // the sources that reported this attempt's start (see Begin); in ColdStart's padding
 
 	// From the Telemetry API (platform.runtimeDone, platform.report), when it is on.
 	Status           string  `json:"status,omitempty"` // success | error | failure | timeout
@@ -36,6 +37,18 @@ type Record struct {
 	Outcome            string    `json:"outcome,omitempty"`           // success | error, as the runtime reported it
 	ResponseBytes      int64     `json:"responseBytes,omitempty"`
 }
+
+// Source is what reports that an attempt of an invocation began. Lambda retries a failed
+// asynchronous invocation with the same request id, a minute or two later and often in the same
+// environment; each source reports each attempt once, so a second report of the same id from the
+// same source is a new attempt and gets a record of its own.
+type Source uint8
+
+const (
+	SourceInvoke    Source = 1 << iota // the Extensions API's INVOKE event
+	SourceRuntime                      // the Runtime API proxy: the runtime took the event
+	SourceTelemetry                    // the Telemetry API's platform.start (Managed Instances)
+)
 
 // InitInfo is what the environment's init phase reported (from telemetry).
 type InitInfo struct {
@@ -57,8 +70,13 @@ type Counts struct {
 	PendingUpdatesDropped uint64 `json:"pendingUpdatesDropped"`
 }
 
-// MaxPending bounds the request ids with updates waiting for their record.
-const MaxPending = 1024
+// MaxPending bounds the request ids with updates waiting for their record, and
+// MaxPendingPerID the updates held for one id: a record gets a handful (platform.start,
+// runtimeDone, report, the proxy's answer), so more are repeats, dropped and counted.
+const (
+	MaxPending      = 1024
+	MaxPendingPerID = 16
+)
 
 // initialRing is the ring's first allocation. The ring doubles up to its capacity as records
 // arrive, so an environment that serves a few invocations holds a few records' worth, and init
@@ -114,13 +132,15 @@ func (s *Store) Append(r Record) Record {
 	return stored
 }
 
-// Upsert applies fn to the record of requestID, creating it first (stamped as by Append) when it
-// does not exist. created tells fn which happened. Different sources meet here: the INVOKE event,
-// the Runtime API proxy and, on Managed Instances, the telemetry platform.start event all create
-// or complete the same record, whichever comes first.
-func (s *Store) Upsert(requestID string, fn func(r *Record, created bool)) Record {
+// Begin applies fn to the record of the attempt of requestID that source reports starting. The
+// sources (the INVOKE event, the Runtime API proxy and, on Managed Instances, platform.start) meet
+// here and complete the same record, whichever comes first; when source has already reported the
+// latest record of this id, the invocation is being retried and a new record is appended (stamped
+// as by Append). created tells fn which happened.
+func (s *Store) Begin(requestID string, source Source, fn func(r *Record, created bool)) Record {
 	s.mu.Lock()
-	if r := s.findLocked(requestID); r != nil {
+	if r := s.findLocked(requestID); r != nil && r.begunBy&source == 0 {
+		r.begunBy |= source
 		fn(r, false)
 		s.shareArnLocked(r)
 		stored := *r
@@ -128,6 +148,7 @@ func (s *Store) Upsert(requestID string, fn func(r *Record, created bool)) Recor
 		return stored
 	}
 	r := s.appendLocked(Record{AwsRequestID: requestID})
+	r.begunBy = source
 	fn(r, true)
 	s.shareArnLocked(r)
 	stored := *r
@@ -155,6 +176,10 @@ func (s *Store) Update(requestID string, fn func(*Record)) {
 			s.dropOldestPendingLocked()
 		}
 		s.pendingOrder = append(s.pendingOrder, requestID)
+	}
+	if len(s.pending[requestID]) >= MaxPendingPerID {
+		s.pendingDropped++
+		return
 	}
 	s.pending[requestID] = append(s.pending[requestID], fn)
 }

@@ -175,29 +175,43 @@ func TestConcurrentWritersAndReaders(t *testing.T) {
 	}
 }
 
-func TestUpsertCreatesOnceThenCompletes(t *testing.T) {
+func TestBeginMergesSourcesAndAppendsRetries(t *testing.T) {
 	s := NewStore(5, fixedClock())
-	var createdFlags []bool
-	for range 2 {
-		s.Upsert("r1", func(r *Record, created bool) {
-			createdFlags = append(createdFlags, created)
+	var created []bool
+	begin := func(source Source) Record {
+		return s.Begin("r1", source, func(r *Record, c bool) {
+			created = append(created, c)
 			r.DeadlineMs++
 		})
 	}
-	r, _ := s.Get("r1")
-	if fmt.Sprint(createdFlags) != "[true false]" || r.DeadlineMs != 2 || r.Sequence != 1 || s.Counts().Served != 1 {
-		t.Fatalf("created %v record %+v counts %+v", createdFlags, r, s.Counts())
+	begin(SourceRuntime) // the proxy saw the runtime take the event first
+	begin(SourceInvoke)  // then the INVOKE event: the same attempt
+	retry := begin(SourceInvoke)
+	begin(SourceRuntime)
+	if fmt.Sprint(created) != "[true false true false]" || retry.Sequence != 2 || retry.ColdStart {
+		t.Fatalf("created %v, retry %+v", created, retry)
+	}
+	records, counts := s.List(Query{})
+	if counts.Served != 2 || len(records) != 2 || records[0].DeadlineMs != 2 || records[1].DeadlineMs != 2 {
+		t.Fatalf("records %+v counts %+v: want two attempts, each completed by both sources", records, counts)
+	}
+	if got, _ := s.Get("r1"); got.Sequence != 2 {
+		t.Errorf("Get = %+v, want the latest attempt", got)
+	}
+	s.Update("r1", func(r *Record) { r.Status = "success" })
+	if records, _ := s.List(Query{}); records[0].Status != "" || records[1].Status != "success" {
+		t.Errorf("update went to %+v, want the latest attempt", records)
 	}
 }
 
-func TestUpsertWakesWaiters(t *testing.T) {
+func TestBeginWakesWaiters(t *testing.T) {
 	s := NewStore(5, fixedClock())
 	done := make(chan bool)
 	go func() { done <- s.WaitFor(context.Background(), "r1", 5*time.Second) }()
 	time.Sleep(10 * time.Millisecond)
-	s.Upsert("r1", func(*Record, bool) {})
+	s.Begin("r1", SourceInvoke, func(*Record, bool) {})
 	if !<-done {
-		t.Fatal("waiter not woken by Upsert")
+		t.Fatal("waiter not woken by Begin")
 	}
 }
 
@@ -242,13 +256,28 @@ func TestPendingUpdatesAreBoundedAndCounted(t *testing.T) {
 	}
 }
 
+func TestPendingUpdatesOfOneIDAreBounded(t *testing.T) {
+	s := NewStore(5, fixedClock())
+	applied := 0
+	for range MaxPendingPerID + 100 { // a repeated event for an id that never gets its record
+		s.Update("unknown", func(*Record) { applied++ })
+	}
+	if c := s.Counts(); c.PendingUpdates != 1 || c.PendingUpdatesDropped != 100 {
+		t.Fatalf("counts = %+v, want 1 id held and 100 updates dropped", c)
+	}
+	s.Append(Record{AwsRequestID: "unknown"})
+	if applied != MaxPendingPerID {
+		t.Errorf("applied %d held updates, want %d", applied, MaxPendingPerID)
+	}
+}
+
 func TestAppliedPendingIDsDoNotCauseDrops(t *testing.T) {
 	s := NewStore(MaxPending*3, fixedClock())
 	// Many ids pass through the pending state and are applied: none may be counted as dropped.
+	s.Update("still-waiting", func(r *Record) {}) // keeps the pending set from ever emptying
 	for i := range MaxPending * 2 {
 		id := fmt.Sprintf("r%d", i)
 		s.Update(id, func(r *Record) { r.Status = "success" })
-		s.Update("still-waiting", func(r *Record) {})
 		s.Append(Record{AwsRequestID: id})
 	}
 	if c := s.Counts(); c.PendingUpdatesDropped != 0 || c.PendingUpdates != 1 {

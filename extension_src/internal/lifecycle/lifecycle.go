@@ -306,7 +306,7 @@ func environment(o Options) localapi.Environment {
 		InitType:         o.Getenv("AWS_LAMBDA_INITIALIZATION_TYPE"),
 		InitStartedAt:    o.Started.UTC(),
 		ExtensionVersion: o.Version,
-		Features:         localapi.Features{Telemetry: "off", RequestIDWait: true},
+		Features:         localapi.Features{Telemetry: "off", RequestIDWait: o.Config.MaxWait > 0}, // MAX_WAIT_MS=0 turns the wait off
 		Limits:           localapi.Limits{MaxRecords: o.Config.MaxRecords, MaxWaitMs: o.Config.MaxWait.Milliseconds()},
 	}
 }
@@ -353,8 +353,8 @@ func loop(ctx context.Context, o Options) string {
 		failures = 0
 		switch ev.EventType {
 		case extensionapi.Invoke:
-			// Upsert: with the Runtime API proxy on, the record may already exist.
-			rec := o.Store.Upsert(ev.RequestID, func(r *history.Record, _ bool) {
+			// With the Runtime API proxy on, the record may already exist; a retry gets a new one.
+			rec := o.Store.Begin(ev.RequestID, history.SourceInvoke, func(r *history.Record, _ bool) {
 				r.DeadlineMs = ev.DeadlineMs
 				r.InvokedFunctionArn = ev.InvokedFunctionArn
 				r.TraceID = ev.Tracing.Value

@@ -11,6 +11,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -136,20 +138,21 @@ func options(t *testing.T, lambda http.Handler, env map[string]string) (Options,
 }
 
 func TestRecordsEveryInvokeAndExitsZeroOnShutdown(t *testing.T) {
-	lambda := &fakeLambda{events: []string{invoke("a"), invoke("b"), invoke("c"), shutdown}}
+	// "a" again: Lambda retries a failed asynchronous invocation with the same request id.
+	lambda := &fakeLambda{events: []string{invoke("a"), invoke("b"), invoke("c"), invoke("a"), shutdown}}
 	o, logs := options(t, lambda, map[string]string{})
 	if code := Run(context.Background(), o); code != 0 {
 		t.Fatalf("exit code %d, logs:\n%s", code, logs)
 	}
 	records, counts := o.Store.List(history.Query{})
-	if len(records) != 3 || counts.Served != 3 {
+	if len(records) != 4 || counts.Served != 4 || records[3].AwsRequestID != "a" || records[3].Sequence != 4 {
 		t.Fatalf("records = %v", records)
 	}
 	if r := records[0]; r.AwsRequestID != "a" || r.TraceID != "Root=a" || r.InvokedFunctionArn != "arn:fn" || !r.ColdStart {
 		t.Errorf("first record = %+v", r)
 	}
 	out := logs.String()
-	if !strings.Contains(out, "msg=shutdown") || !strings.Contains(out, "reason=spindown") || !strings.Contains(out, "invocationsServed=3") {
+	if !strings.Contains(out, "msg=shutdown") || !strings.Contains(out, "reason=spindown") || !strings.Contains(out, "invocationsServed=4") {
 		t.Errorf("no summary line in logs:\n%s", out)
 	}
 }
@@ -391,5 +394,84 @@ func TestMetricsLinesAndOffSwitch(t *testing.T) {
 				t.Fatalf("EMF lines = %v", lines)
 			}
 		})
+	}
+}
+
+// The wrapper points the runtime at the proxy only through the address file: it must name a proxy
+// that listens, and be absent (even if a stale one is left from before) whenever the proxy is not
+// serving, so that the runtime talks to Lambda directly and the function keeps working.
+func TestRuntimeProxyAddressFile(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		enabled   bool
+		portTaken bool
+		wantFile  bool
+		wantLog   string
+	}{
+		{"on: the address is published", true, false, true, ""},
+		{"on, port taken: no address, the error names the variable", true, true, false, "variable=INVOCATION_HISTORY_EXTENSION_RUNTIME_PROXY_PORT"},
+		{"off: a stale address is removed", false, false, false, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			taken, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer taken.Close()
+			proxyPort := taken.Addr().(*net.TCPAddr).Port
+			if !tc.portTaken {
+				taken.Close() // free again, for the proxy
+			}
+			env := map[string]string{config.EnvRuntimeProxyPort: fmt.Sprint(proxyPort)}
+			if tc.enabled {
+				env[config.EnvRuntimeProxy] = "on"
+			}
+			o, logs := options(t, &fakeLambda{events: []string{invoke("a"), shutdown}}, env)
+			o.Listen = func(port int) (net.Listener, error) {
+				if port == proxyPort {
+					return net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+				}
+				return net.Listen("tcp", "127.0.0.1:0")
+			}
+			o.ProxyAddressFile = filepath.Join(t.TempDir(), "runtime-proxy-address")
+			if err := os.WriteFile(o.ProxyAddressFile, []byte("127.0.0.1:1"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			var published string
+			o.Now = func() time.Time { // read while the extension runs: the proxy stops at shutdown
+				if b, err := os.ReadFile(o.ProxyAddressFile); err == nil && published == "" {
+					published = string(b)
+				}
+				return time.Now()
+			}
+			if code := Run(context.Background(), o); code != 0 {
+				t.Fatalf("exit code %d\n%s", code, logs)
+			}
+			if o.Store.Counts().Served != 1 {
+				t.Errorf("invoke not recorded:\n%s", logs)
+			}
+			want := ""
+			if tc.wantFile {
+				want = fmt.Sprintf("127.0.0.1:%d", proxyPort)
+			}
+			if published != want {
+				t.Errorf("address file said %q during the run, want %q", published, want)
+			}
+			if tc.wantLog != "" && !strings.Contains(logs.String(), tc.wantLog) {
+				t.Errorf("log lacks %q:\n%s", tc.wantLog, logs)
+			}
+		})
+	}
+}
+
+func TestRequestIDWaitFeatureFollowsMaxWait(t *testing.T) {
+	for _, tc := range []struct {
+		maxWait string
+		want    bool
+	}{{"", true}, {"500", true}, {"0", false}} {
+		o, _ := options(t, &fakeLambda{}, map[string]string{config.EnvMaxWait: tc.maxWait})
+		if got := environment(o).Features.RequestIDWait; got != tc.want {
+			t.Errorf("MAX_WAIT_MS=%q: requestIdWait = %v, want %v", tc.maxWait, got, tc.want)
+		}
 	}
 }

@@ -151,9 +151,12 @@ func (p *Proxy) forwardNext(w http.ResponseWriter, r *http.Request) {
 		if status != http.StatusOK || id == "" {
 			return
 		}
-		deadline, _ := strconv.ParseInt(h.Get(headerDeadline), 10, 64)
+		var deadline int64 // unknown unless the header is a number (ParseInt gives MaxInt64 on overflow)
+		if d, err := strconv.ParseInt(h.Get(headerDeadline), 10, 64); err == nil {
+			deadline = d
+		}
 		arn, trace, at := h.Get(headerFunctionArn), h.Get(headerTraceID), p.now().UTC()
-		p.store.Upsert(id, func(r *history.Record, _ bool) {
+		p.store.Begin(id, history.SourceRuntime, func(r *history.Record, _ bool) {
 			r.RuntimeReceivedAt = at
 			if r.DeadlineMs == 0 {
 				r.DeadlineMs = deadline
@@ -170,6 +173,12 @@ func (p *Proxy) forwardNext(w http.ResponseWriter, r *http.Request) {
 }
 
 func (p *Proxy) upstreamFailed(w http.ResponseWriter, r *http.Request, err error) {
+	if r.Context().Err() != nil {
+		// The runtime went away (killed at a timeout or at shutdown, often mid long-poll on /next):
+		// nobody is left to answer, and the upstream did nothing wrong.
+		p.log.Debug("runtime proxy: runtime disconnected", "method", r.Method, "path", r.URL.Path)
+		return
+	}
 	p.upstreamErrors.Add(1)
 	p.log.Warn("runtime proxy: upstream failed", "method", r.Method, "path", r.URL.Path, "error", err)
 	body, _ := json.Marshal(map[string]string{
@@ -258,7 +267,9 @@ type statusRecorder struct {
 }
 
 func (s *statusRecorder) WriteHeader(status int) {
-	if s.status == 0 {
+	// 1xx answers (100 Continue to a runtime that sent Expect: 100-continue, as curl does for
+	// large bodies) come before the final status: pass them on, wait for the real one.
+	if s.status == 0 && status >= 200 {
 		s.status = status
 		if s.onHeader != nil {
 			s.onHeader(status, s.ResponseWriter.Header())

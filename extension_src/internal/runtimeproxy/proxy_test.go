@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
+	"net/textproto"
 	"strings"
 	"testing"
 	"time"
@@ -60,6 +62,25 @@ func TestNextCreatesTheRecordBeforeTheRuntimeSeesTheEvent(t *testing.T) {
 	}
 }
 
+// Lambda retries a failed asynchronous invocation with the same request id: the runtime taking
+// it again is a new attempt, a new record.
+func TestRetriedRequestIDIsANewRecord(t *testing.T) {
+	url, store, _ := setup(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(headerRequestID, "req-1")
+		_, _ = io.WriteString(w, `{}`)
+	})
+	for range 2 {
+		resp, err := http.Get(url + pathNext)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	if records, counts := store.List(history.Query{}); counts.Served != 2 || records[1].AwsRequestID != "req-1" || records[1].Sequence != 2 {
+		t.Fatalf("records %+v counts %+v: want one record per attempt", records, counts)
+	}
+}
+
 func TestResponseAndErrorAreForwardedAndRecorded(t *testing.T) {
 	for _, tc := range []struct {
 		name, path, errorTypeHeader, body string
@@ -101,6 +122,62 @@ func TestResponseAndErrorAreForwardedAndRecorded(t *testing.T) {
 				t.Fatalf("record = %+v", rec)
 			}
 		})
+	}
+}
+
+// A runtime that sends Expect: 100-continue (curl does for large bodies) first gets Lambda's
+// 100 Continue through the proxy; the outcome is recorded from the final status.
+func TestExpectContinueRecordsTheFinalStatus(t *testing.T) {
+	url, store, _ := setup(t, func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body) // Go's server sends 100 Continue on this first read
+		w.WriteHeader(http.StatusAccepted)
+	})
+	store.Append(history.Record{AwsRequestID: "r1"})
+	var informational []int
+	client := &http.Client{Transport: &http.Transport{ExpectContinueTimeout: 5 * time.Second}}
+	body := strings.Repeat("x", 64<<10)
+	req, _ := http.NewRequest("POST", url+"/2018-06-01/runtime/invocation/r1/response", strings.NewReader(body))
+	req.Header.Set("Expect", "100-continue")
+	req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+		Got1xxResponse: func(code int, _ textproto.MIMEHeader) error { informational = append(informational, code); return nil },
+		Got100Continue: func() { informational = append(informational, 100) },
+	}))
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted || len(informational) == 0 {
+		t.Fatalf("status %d, 1xx seen %v: want 202 after a 100 Continue", resp.StatusCode, informational)
+	}
+	if rec, _ := store.Get("r1"); rec.Outcome != "success" || rec.ResponseBytes != int64(len(body)) {
+		t.Fatalf("record = %+v, want success with %d bytes", rec, len(body))
+	}
+}
+
+// A runtime that disconnects (killed mid long-poll) is not an upstream failure.
+func TestRuntimeDisconnectIsNotAnUpstreamError(t *testing.T) {
+	release := make(chan struct{})
+	url, _, p := setup(t, func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	defer close(release)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", url+pathNext, nil)
+	if _, err := http.DefaultClient.Do(req); err == nil {
+		t.Fatal("the request should have been cut off")
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for p.Stats().Forwarded == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond) // let the proxy's handler see the cancellation
+	if s := p.Stats(); s.UpstreamErrors != 0 {
+		t.Fatalf("stats = %+v, want no upstream error for a runtime that went away", s)
 	}
 }
 

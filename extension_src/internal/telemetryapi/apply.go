@@ -3,6 +3,7 @@ package telemetryapi
 import (
 	"encoding/json"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/invocation-history/extension/internal/history"
@@ -20,12 +21,40 @@ type Applier struct {
 	// are no INVOKE events, so telemetry is the only source of records; elsewhere INVOKE creates
 	// them and a platform.start for an unknown id only waits for it.
 	createFromStart bool
+
+	// A platform.start that creates records must not create a second one when its batch is
+	// delivered again: the recent starts (request id and time) are remembered, bounded.
+	mu         sync.Mutex
+	seenStarts map[string]struct{}
+	startOrder []string // FIFO of seenStarts' keys
 }
+
+// maxSeenStarts bounds the platform.start events remembered to recognise a delivery twice: far
+// more than one buffered batch holds (Lambda's buffering is at most 10,000 events, most of which
+// are not starts, and a redelivery follows its first delivery closely).
+const maxSeenStarts = 1024
 
 // NewApplier returns an applier writing to store; createFromStart is set on Lambda Managed
 // Instances.
 func NewApplier(store *history.Store, createFromStart bool) *Applier {
-	return &Applier{store: store, createFromStart: createFromStart}
+	return &Applier{store: store, createFromStart: createFromStart, seenStarts: make(map[string]struct{})}
+}
+
+// repeatedStart reports whether this platform.start was applied before, and remembers it.
+func (a *Applier) repeatedStart(requestID, at string) bool {
+	key := requestID + "\x00" + at
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, ok := a.seenStarts[key]; ok {
+		return true
+	}
+	if len(a.startOrder) >= maxSeenStarts {
+		delete(a.seenStarts, a.startOrder[0])
+		a.startOrder = a.startOrder[1:]
+	}
+	a.seenStarts[key] = struct{}{}
+	a.startOrder = append(a.startOrder, key)
+	return false
 }
 
 var (
@@ -99,11 +128,12 @@ func (a *Applier) applyInvoke(ev Event, rec invokeRecord) {
 				r.TraceID = rec.Tracing.Value
 			}
 		}
-		if !a.createFromStart {
+		if !a.createFromStart || a.repeatedStart(rec.RequestID, ev.Time) {
 			a.store.Update(rec.RequestID, fill)
 			return
 		}
-		a.store.Upsert(rec.RequestID, func(r *history.Record, created bool) {
+		// A second start of the same request id (at another time) is a retry: a new record.
+		a.store.Begin(rec.RequestID, history.SourceTelemetry, func(r *history.Record, created bool) {
 			if created {
 				// The invocation started when Lambda says, not when the batch reached us.
 				if t, err := time.Parse(time.RFC3339Nano, ev.Time); err == nil {

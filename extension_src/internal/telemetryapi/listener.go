@@ -140,6 +140,12 @@ func Listen(ctx context.Context, port int, lookup func(ctx context.Context, host
 	cancel()
 	if err == nil && len(addrs) > 0 {
 		host = addrs[0]
+		for _, a := range addrs { // an IPv4 address first, as net.Listen would choose for the name
+			if ip := net.ParseIP(a); ip != nil && ip.To4() != nil {
+				host = a
+				break
+			}
+		}
 	}
 	return net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
 }

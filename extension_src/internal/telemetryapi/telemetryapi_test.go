@@ -64,7 +64,7 @@ const (
 func standard(t testing.TB, ids ...string) (*history.Store, *Listener) {
 	store := history.NewStore(100, time.Now)
 	for _, id := range ids {
-		store.Append(history.Record{AwsRequestID: id})
+		store.Begin(id, history.SourceInvoke, func(*history.Record, bool) {}) // the INVOKE event
 	}
 	return store, NewListener(NewApplier(store, false), BodyLimit(262144), quiet)
 }
@@ -142,7 +142,7 @@ func TestOrderAndDuplicatesDoNotMatter(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, id := range []string{idSuccess, idError, idTimeout} {
-			store.Upsert(id, func(*history.Record, bool) {}) // the INVOKE event
+			store.Begin(id, history.SourceInvoke, func(*history.Record, bool) {}) // the INVOKE event
 		}
 		if _, err := l.ApplyBatch(batch(t, evs[split:]...)); err != nil {
 			t.Fatal(err)
@@ -189,6 +189,32 @@ func TestManagedInstancesBuildRecordsFromPlatformStart(t *testing.T) {
 	}
 	if st := l.Stats(); st.Ignored != 0 || st.Invalid != 0 {
 		t.Errorf("stats = %+v", st)
+	}
+}
+
+// Lambda retries a failed asynchronous invocation with the same request id: on Managed Instances
+// the retry's platform.start (another time) is a new record, and later events of that id go to it.
+func TestManagedInstancesRetryIsANewRecord(t *testing.T) {
+	store := history.NewStore(100, time.Now)
+	l := NewListener(NewApplier(store, true), BodyLimit(262144), quiet)
+	const id = "6f7f0961-0000-4000-8000-00000000000a"
+	start := func(at string) json.RawMessage {
+		return json.RawMessage(`{"time":"` + at + `","type":"platform.start","record":{"requestId":"` + id + `","version":"$LATEST"}}`)
+	}
+	report := json.RawMessage(`{"time":"2026-11-23T10:05:01.010Z","type":"platform.report","record":{"requestId":"` + id +
+		`","status":"success","metrics":{"durationMs":1.25,"billedDurationMs":2,"memorySizeMB":128,"maxMemoryUsedMB":30}}}`)
+	for _, b := range [][]json.RawMessage{{start("2026-11-23T10:04:01.000Z")}, {start("2026-11-23T10:04:01.000Z")}, {start("2026-11-23T10:05:01.000Z"), report}} {
+		if _, err := l.ApplyBatch(batch(t, b...)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	records, counts := store.List(history.Query{})
+	if counts.Served != 2 || len(records) != 2 {
+		t.Fatalf("records = %+v; want the first attempt once and the retry", records)
+	}
+	if first, retry := records[0], records[1]; first.Status != "" || retry.Status != "success" || retry.DurationMs != 1.25 ||
+		!retry.InvocatedAt.Equal(time.Date(2026, 11, 23, 10, 5, 1, 0, time.UTC)) {
+		t.Errorf("first = %+v\nretry = %+v", first, retry)
 	}
 }
 
@@ -329,6 +355,7 @@ func TestListenBindsWhereSandboxResolvesOrLoopback(t *testing.T) {
 		wantHost string
 	}{
 		{"resolves (inside Lambda)", func(context.Context, string) ([]string, error) { return []string{"127.0.0.1"}, nil }, "127.0.0.1"},
+		{"IPv4 preferred among several", func(context.Context, string) ([]string, error) { return []string{"::1", "127.0.0.2"}, nil }, "127.0.0.2"},
 		{"does not resolve (RIE)", func(context.Context, string) ([]string, error) { return nil, errors.New("no such host") }, "127.0.0.1"},
 		{"slow resolver is cut short", func(ctx context.Context, _ string) ([]string, error) { <-ctx.Done(); return nil, ctx.Err() }, "127.0.0.1"},
 	} {
