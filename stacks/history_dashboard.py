@@ -2,9 +2,9 @@
 
 The extension writes, per execution environment, ``EnvironmentStarted`` (1, at init) and, at SHUTDOWN,
 ``EnvironmentStopped`` (1), ``EnvironmentLifetime`` (ms) and ``InvocationsServed``, under the dimension sets
-``[FunctionName]`` and ``[FunctionName, FunctionVersion]``. The dashboard reads the ``[FunctionName]`` set (all
-versions together). Per-invocation durations live in the history records, not in EMF, so the duration graph uses the
-functions' own ``AWS/Lambda`` ``Duration`` metric.
+``[FunctionName]`` and ``[FunctionName, FunctionVersion]``; with telemetry on, ``InvocationDuration`` carries each
+enriched record's duration (from ``platform.report``), up to 100 values a line. The dashboard reads the
+``[FunctionName]`` set (all versions together).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ ENVIRONMENT_STARTED = "EnvironmentStarted"
 ENVIRONMENT_STOPPED = "EnvironmentStopped"
 ENVIRONMENT_LIFETIME = "EnvironmentLifetime"
 INVOCATIONS_SERVED = "InvocationsServed"
+INVOCATION_DURATION = "InvocationDuration"
 DIMENSION_FUNCTION_NAME = "FunctionName"
 
 #: Fine enough to see environments come and go in a demo, coarse enough to stay cheap to draw.
@@ -35,7 +36,8 @@ HEIGHT = 6
 _ABOUT = """\
 ## Invocation History: execution environments
 From the extension's Embedded Metric Format lines (namespace `{namespace}`): one `EnvironmentStarted` per
-environment at init, and `EnvironmentStopped`, `EnvironmentLifetime` and `InvocationsServed` at its SHUTDOWN.
+environment at init, and `EnvironmentStopped`, `EnvironmentLifetime` and `InvocationsServed` at its SHUTDOWN;
+`InvocationDuration`, each invocation's duration from the Telemetry API, within a minute or two.
 **Live environments** is the running sum of started minus stopped over the time range shown, so it starts at 0: widen
 the range to before the environments started. Lambda reclaims idle environments after minutes to hours, so stop
 events come late; an environment that crashed before SHUTDOWN never sends one.
@@ -90,8 +92,8 @@ class InvocationHistoryDashboard(Construct):
             served.append(self._metric(fn, INVOCATIONS_SERVED, "Maximum", f"{label} maximum"))
             lifetime.append(self._metric(fn, ENVIRONMENT_LIFETIME, "Average", f"{label} average"))
             lifetime.append(self._metric(fn, ENVIRONMENT_LIFETIME, "Maximum", f"{label} maximum"))
-            for statistic in ("p50", "p99"):
-                durations.append(fn.metric_duration(statistic=statistic, period=PERIOD, label=f"{label} {statistic}"))
+            for statistic in ("p50", "p90", "p99"):
+                durations.append(self._metric(fn, INVOCATION_DURATION, statistic, f"{label} {statistic}"))
 
         self.dashboard = cloudwatch.Dashboard(
             self, "Dashboard", dashboard_name=dashboard_name, default_interval=DEFAULT_INTERVAL
@@ -107,7 +109,8 @@ class InvocationHistoryDashboard(Construct):
             self._graph("Environment lifetime (ms, at shutdown)", lifetime, "ms"),
         )
         self.dashboard.add_widgets(
-            self._graph("Invocation duration p50 / p99 (AWS/Lambda Duration, ms)", durations, "ms", width=24),
+            self._graph("Invocation duration p50 / p90 / p99 (ms, from the enriched records)", durations, "ms",
+                        width=24),
         )
 
     def _metric(self, fn: lambda_.IFunction, name: str, statistic: str, label: str) -> cloudwatch.Metric:

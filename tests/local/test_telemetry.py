@@ -37,21 +37,30 @@ def get(port: int, path: str) -> dict:
     return json.loads(body)
 
 
+EMF_SCHEMA = json.loads((Path(__file__).parent / "fixtures/emf.schema.json").read_text())
+
+
+def is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 def emf_lines(logs: str) -> list[dict]:
-    """The extension's EMF lines, each checked against the rules CloudWatch applies."""
+    """The extension's EMF lines, each checked against the specification (fixtures/emf.schema.json) and the rules
+    the schema cannot express."""
     found = []
     for line in logs.splitlines():
         if not line.startswith('{"') or '"_aws"' not in line:
             continue
         doc = json.loads(line)
-        directives = doc["_aws"]["CloudWatchMetrics"]
-        assert isinstance(doc["_aws"]["Timestamp"], int) and len(directives) == 1
-        for directive in directives:
-            assert directive["Namespace"]
+        jsonschema.Draft202012Validator(EMF_SCHEMA).validate(doc)
+        for directive in doc["_aws"]["CloudWatchMetrics"]:
             for dimension_set in directive["Dimensions"]:
                 assert all(isinstance(doc[d], str) and doc[d] for d in dimension_set)
             for metric in directive["Metrics"]:
-                assert isinstance(doc[metric["Name"]], (int, float)), metric
+                value = doc[metric["Name"]]
+                assert is_number(value) or (
+                    isinstance(value, list) and 1 <= len(value) <= 100 and all(map(is_number, value))
+                ), metric
         found.append(doc)
     return found
 
@@ -103,12 +112,27 @@ def test_environment_metrics_are_valid_emf(start_lambda):
         directive = doc["_aws"]["CloudWatchMetrics"][0]
         assert directive["Namespace"] == "Test/History"
         assert directive["Dimensions"] == [["FunctionName"], ["FunctionName", "FunctionVersion"]]
-        assert doc["FunctionName"] == "function" and doc["FunctionVersion"] == "$LATEST" or doc["FunctionVersion"] == "7"
+        assert doc["FunctionName"] == "function" and doc["FunctionVersion"] == "7"  # the RIE echoes the variable
         assert doc["EnvironmentId"] == started["EnvironmentId"]
     assert [m["Name"] for m in started["_aws"]["CloudWatchMetrics"][0]["Metrics"]] == ["EnvironmentStarted"]
     assert started["EnvironmentStarted"] == 1
     assert [m["Name"] for m in stopped["_aws"]["CloudWatchMetrics"][0]["Metrics"]] == ["EnvironmentStopped", "EnvironmentLifetime", "InvocationsServed"]
     assert stopped["EnvironmentStopped"] == 1 and stopped["InvocationsServed"] == 2 and stopped["EnvironmentLifetime"] > 0
+
+
+@pytest.mark.parametrize("breaks", [
+    lambda d: d["_aws"].pop("Timestamp"),
+    lambda d: d["_aws"]["CloudWatchMetrics"][0]["Metrics"][0].update(Unit="Millis"),
+    lambda d: d["_aws"]["CloudWatchMetrics"][0].update(Namespace="AWS/Lambda"),
+    lambda d: d["_aws"]["CloudWatchMetrics"][0]["Dimensions"].append(["D"] * 31),
+])
+def test_emf_schema_rejects_what_cloudwatch_rejects(breaks):
+    doc = {"_aws": {"Timestamp": 1, "CloudWatchMetrics": [{"Namespace": "N", "Dimensions": [["F"]],
+                                                           "Metrics": [{"Name": "M", "Unit": "Count"}]}]}, "F": "f", "M": 1}
+    jsonschema.Draft202012Validator(EMF_SCHEMA).validate(doc)
+    breaks(doc)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft202012Validator(EMF_SCHEMA).validate(doc)
 
 
 def test_metrics_off_switch(start_lambda):
@@ -195,7 +219,11 @@ def test_managed_instances_concurrent_invokes_are_all_recorded(managed_instances
     assert local.stop() == 0
     logs = local.logs()
     assert "managedInstances=true" in logs and "telemetryInvalid=0" in logs
-    assert emf_lines(logs)[-1]["InvocationsServed"] == len(ids)
+    lines = emf_lines(logs)
+    assert lines[-1]["InvocationsServed"] == len(ids)
+    # ... and every record's duration went out as InvocationDuration values, each once
+    durations = sorted(v for line in lines if "InvocationDuration" in line for v in line["InvocationDuration"])
+    assert durations == sorted(r["durationMs"] for r in records)
 
 
 def test_managed_instances_with_telemetry_off_warns_that_history_is_empty(managed_instances):

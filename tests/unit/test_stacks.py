@@ -16,6 +16,7 @@ from stacks.history_dashboard import (
     ENVIRONMENT_LIFETIME,
     ENVIRONMENT_STARTED,
     ENVIRONMENT_STOPPED,
+    INVOCATION_DURATION,
     INVOCATIONS_SERVED,
 )
 from stacks.invocation_history_layer import (
@@ -252,8 +253,8 @@ def test_demo_dashboard_shows_each_metric_of_each_function(templates, construct_
     assert stats("Environments started and stopped", ns, ENVIRONMENT_STOPPED) == {"Sum"}
     assert stats("Invocations served per environment", ns, INVOCATIONS_SERVED) == {"Average", "Maximum"}
     assert stats("Environment lifetime", ns, ENVIRONMENT_LIFETIME) == {"Average", "Maximum"}
-    # per-invocation durations are in the records, not in EMF: the graph uses Lambda's own Duration metric
-    assert stats("Invocation duration", "AWS/Lambda", "Duration") == {"p50", "p99"}
+    # each enriched record's duration, from the extension's InvocationDuration values
+    assert stats("Invocation duration", ns, INVOCATION_DURATION) == {"p50", "p90", "p99"}
 
 
 def test_demo_dashboard_graphs_only_this_stacks_functions_in_its_region(templates):

@@ -163,8 +163,15 @@ func Run(ctx context.Context, o Options) int {
 		err error
 	}
 	telemetryBound := make(chan bound, 1)
+	// Durations of the enriched records, for the InvocationDuration metric (when metrics are on).
+	var durations *metrics.Durations
 	if o.Config.Telemetry.Enabled && o.Telemetry != nil && o.ListenTelemetry != nil {
-		telemetry = telemetryapi.NewListener(telemetryapi.NewApplier(o.Store, managed), telemetryapi.BodyLimit(o.Config.Telemetry.MaxBytes), log)
+		applier := telemetryapi.NewApplier(o.Store, managed)
+		if o.Config.Metrics.Enabled && o.Stdout != nil {
+			durations = metrics.NewDurations()
+			applier.OnReport(func(ms float64) { durations.Add(ms, o.Now()) })
+		}
+		telemetry = telemetryapi.NewListener(applier, telemetryapi.BodyLimit(o.Config.Telemetry.MaxBytes), log)
 		go func() {
 			ln, err := o.ListenTelemetry(ctx, o.Config.Telemetry.Port)
 			telemetryBound <- bound{ln, err}
@@ -237,6 +244,14 @@ func Run(ctx context.Context, o Options) int {
 	}
 	log.Info("ready", ready...)
 
+	// Invocation durations go out as EMF lines of up to 100 values, beside the event loop.
+	stopDurations, durationsDone := make(chan struct{}), make(chan struct{})
+	if emitter != nil && telemetry != nil && durations != nil {
+		go writeDurations(emitter, metricsEnv, durations, o.Now, log, stopDurations, durationsDone)
+	} else {
+		close(durationsDone)
+	}
+
 	// 7. The event loop: nothing between INVOKE and the next /event/next that can wait.
 	reason := loop(ctx, o)
 
@@ -249,6 +264,8 @@ func Run(ctx context.Context, o Options) int {
 	if telemetry != nil {
 		_ = telemetry.Shutdown(shutdownCtx)
 	}
+	close(stopDurations)
+	<-durationsDone // it writes what is left once telemetry has delivered its last batch
 	counts := o.Store.Counts()
 	lifetime := o.Now().Sub(o.Started)
 	if emitter != nil {
@@ -263,6 +280,9 @@ func Run(ctx context.Context, o Options) int {
 		attrs = append(attrs, "telemetryBatches", st.Batches, "telemetryEvents", st.Events,
 			"telemetryIgnored", st.Ignored, "telemetryInvalid", st.Invalid, "telemetryRejected", st.RejectedBatches,
 			"pendingUpdatesDropped", counts.PendingUpdatesDropped)
+		if durations != nil {
+			attrs = append(attrs, "durationMetricsDropped", durations.Dropped())
+		}
 	}
 	if proxy != nil {
 		st := proxy.Stats()
@@ -273,6 +293,36 @@ func Run(ctx context.Context, o Options) int {
 		return 1
 	}
 	return 0
+}
+
+// durationsTick is how often waiting durations are checked for age; a full line is written at once.
+const durationsTick = 15 * time.Second
+
+// writeDurations writes InvocationDuration lines as they become due, and what is left when stop
+// closes (at shutdown, after the telemetry listener has drained), then closes done.
+func writeDurations(e *metrics.Emitter, env metrics.Environment, d *metrics.Durations, now func() time.Time, log *slog.Logger, stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	tick := time.NewTicker(durationsTick)
+	defer tick.Stop()
+	write := func(flush bool) {
+		for values := d.Take(now(), flush); len(values) > 0; values = d.Take(now(), flush) {
+			if err := e.Durations(env, values); err != nil {
+				log.Warn("cannot write the invocation-duration metric", "error", err)
+				return
+			}
+		}
+	}
+	for {
+		select {
+		case <-d.Full():
+			write(false)
+		case <-tick.C:
+			write(false)
+		case <-stop:
+			write(true)
+			return
+		}
+	}
 }
 
 // subscribe sends the one subscription and returns the telemetry feature state for /environment

@@ -258,7 +258,7 @@ func start(id string) string {
 func TestTelemetryEnrichesInvokeRecords(t *testing.T) {
 	// GIVEN Lambda with a Telemetry API, which posts a report that overtakes the INVOKE event
 	lambda := &fakeLambda{events: []string{invoke("a"), shutdown}}
-	lambda.beforeNext = func(sub string) { postTelemetry(t, sub, "["+report("a", "error", 1.5)+"]") }
+	lambda.beforeNext = func(sub string) { postTelemetry(t, sub, "["+report("a", "error", 1.5)+","+report("a", "error", 1.5)+"]") } // delivered twice
 	o, logs := options(t, lambda, map[string]string{config.EnvTelemetryTimeoutMs: "100"})
 	// WHEN the extension runs
 	if code := Run(context.Background(), o); code != 0 {
@@ -279,8 +279,12 @@ func TestTelemetryEnrichesInvokeRecords(t *testing.T) {
 	if r.Status != "error" || r.DurationMs != 1.5 || r.BilledDurationMs != 2 || r.MaxMemoryUsedMB != 30 || r.TraceID != "Root=a" {
 		t.Errorf("record = %+v", r)
 	}
-	if out := logs.String(); !strings.Contains(out, "telemetry=on") || !strings.Contains(out, "telemetryEvents=1") {
+	if out := logs.String(); !strings.Contains(out, "telemetry=on") || !strings.Contains(out, "telemetryEvents=2") {
 		t.Errorf("logs:\n%s", out)
+	}
+	// ... and its duration went out once, as an EMF line, at the latest at shutdown
+	if n := strings.Count(logs.String(), `"InvocationDuration":[1.5]`); n != 1 {
+		t.Errorf("InvocationDuration lines with [1.5]: %d, logs:\n%s", n, logs)
 	}
 }
 

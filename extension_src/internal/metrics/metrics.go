@@ -69,7 +69,16 @@ func (e *Emitter) Stopped(env Environment, lifetime time.Duration, served uint64
 type metric struct {
 	name  string
 	unit  string
-	value float64
+	value any // a number, or an array of up to MaxValuesPerLine numbers
+}
+
+// Durations writes one line of invocation durations (at most MaxValuesPerLine values; CloudWatch
+// takes each value as a data point).
+func (e *Emitter) Durations(env Environment, values []float64) error {
+	if len(values) == 0 {
+		return nil
+	}
+	return e.write(env, []metric{{InvocationDuration, unitMilliseconds, values[:min(len(values), MaxValuesPerLine)]}}, nil)
 }
 
 type metricDefinition struct {

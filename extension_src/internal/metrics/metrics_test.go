@@ -45,7 +45,18 @@ func checkEMF(t *testing.T, line string) (emf, map[string]any) {
 		}
 	}
 	for _, m := range d.Metrics {
-		if _, ok := members[m.Name].(float64); !ok {
+		switch v := members[m.Name].(type) {
+		case float64:
+		case []any: // EMF: an array of at most 100 numbers
+			if len(v) == 0 || len(v) > MaxValuesPerLine {
+				t.Fatalf("metric %s has %d values: %s", m.Name, len(v), line)
+			}
+			for _, x := range v {
+				if _, ok := x.(float64); !ok {
+					t.Fatalf("metric %s has a value that is not a number: %s", m.Name, line)
+				}
+			}
+		default:
 			t.Fatalf("metric %s has no numeric value: %s", m.Name, line)
 		}
 	}
@@ -87,5 +98,59 @@ func TestStartedAndStoppedLinesAreValidEMF(t *testing.T) {
 				t.Errorf("stopped = %s", lines[1])
 			}
 		})
+	}
+}
+
+func TestDurationsLineIsValidEMF(t *testing.T) {
+	var out bytes.Buffer
+	e := NewEmitter(&out, "InvocationHistory", time.Now)
+	if err := e.Durations(Environment{FunctionName: "demo", FunctionVersion: "1"}, []float64{1.5, 40.12, 3}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Durations(Environment{FunctionName: "demo"}, nil); err != nil || strings.Count(out.String(), "\n") != 1 {
+		t.Fatalf("an empty batch wrote a line (%v): %q", err, out.String())
+	}
+	doc, m := checkEMF(t, strings.TrimSuffix(out.String(), "\n"))
+	if metric := doc.AWS.CloudWatchMetrics[0].Metrics[0]; metric.Name != InvocationDuration || metric.Unit != "Milliseconds" || fmt.Sprint(m[InvocationDuration]) != "[1.5 40.12 3]" {
+		t.Fatalf("line = %s", out.String())
+	}
+}
+
+func TestDurationsAreBatchedByCountAgeAndShutdown(t *testing.T) {
+	t0 := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	d := NewDurations()
+	for i := range MaxValuesPerLine + 5 {
+		d.Add(float64(i), t0)
+	}
+	select {
+	case <-d.Full():
+	default:
+		t.Fatal("no signal with a full line waiting")
+	}
+	if got := d.Take(t0, false); len(got) != MaxValuesPerLine || got[0] != 0 {
+		t.Fatalf("full batch = %v", got)
+	}
+	if got := d.Take(t0.Add(MaxDurationAge/2), false); got != nil {
+		t.Fatalf("5 young values were taken: %v", got)
+	}
+	if got := d.Take(t0.Add(MaxDurationAge), false); len(got) != 5 || got[0] != MaxValuesPerLine {
+		t.Fatalf("aged batch = %v", got)
+	}
+	d.Add(7, t0)
+	if got := d.Take(t0, true); len(got) != 1 {
+		t.Fatalf("flush at shutdown = %v", got)
+	}
+	if got := d.Take(t0, true); got != nil {
+		t.Fatalf("nothing left, got %v", got)
+	}
+}
+
+func TestDurationsWaitingAreBounded(t *testing.T) {
+	d := NewDurations()
+	for range maxPendingDurations + 3 {
+		d.Add(1, time.Now())
+	}
+	if d.Dropped() != 3 {
+		t.Fatalf("dropped = %d, want 3", d.Dropped())
 	}
 }

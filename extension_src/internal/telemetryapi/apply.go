@@ -21,6 +21,8 @@ type Applier struct {
 	// are no INVOKE events, so telemetry is the only source of records; elsewhere INVOKE creates
 	// them and a platform.start for an unknown id only waits for it.
 	createFromStart bool
+	// onReport receives the duration of each invocation's first platform.report (nil: none).
+	onReport func(durationMs float64)
 
 	// A platform.start that creates records must not create a second one when its batch is
 	// delivered again: the recent starts (request id and time) are remembered, bounded.
@@ -39,6 +41,11 @@ const maxSeenStarts = 1024
 func NewApplier(store *history.Store, createFromStart bool) *Applier {
 	return &Applier{store: store, createFromStart: createFromStart, seenStarts: make(map[string]struct{})}
 }
+
+// OnReport sets fn to receive each invocation's duration from its first platform.report (a
+// repeated delivery is not reported again). fn runs while the store applies the event: it must
+// be quick and never block.
+func (a *Applier) OnReport(fn func(durationMs float64)) { a.onReport = fn }
 
 // repeatedStart reports whether this platform.start was applied before, and remembers it.
 func (a *Applier) repeatedStart(requestID, at string) bool {
@@ -156,6 +163,10 @@ func (a *Applier) applyInvoke(ev Event, rec invokeRecord) {
 		})
 	case Report:
 		a.store.Update(rec.RequestID, func(r *history.Record) {
+			// The billed duration comes only with the report: set means this one came before.
+			if a.onReport != nil && r.BilledDurationMs == 0 && rec.Metrics.DurationMs > 0 {
+				a.onReport(rec.Metrics.DurationMs)
+			}
 			if rec.Status != "" {
 				r.Status = rec.Status
 			}
