@@ -16,7 +16,7 @@ from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-from stacks.invocation_history_layer import DEFAULT_METRICS_NAMESPACE
+from .invocation_history_layer import DEFAULT_METRICS_NAMESPACE
 
 # The metric names of extension_src/internal/metrics: the contract this dashboard is built on.
 ENVIRONMENT_STARTED = "EnvironmentStarted"

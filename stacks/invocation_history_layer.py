@@ -45,7 +45,7 @@ _NAMESPACE_CHARACTERS = re.compile(r"^[A-Za-z0-9.\-_/#: ]{1,255}$")
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")
 
 #: The official Go image used when no suitable local Go is found (its release decides the bytes, as locally).
-DEFAULT_DOCKER_IMAGE = "golang:1.26"
+DEFAULT_DOCKER_IMAGE = "golang:1.26.8"  # the release the published zips are built with: same release, same bytes
 
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 #: Default source of the extension: ``extension_src/`` beside the ``stacks/`` package.
@@ -203,7 +203,7 @@ class InvocationHistoryLayer(lambda_.LayerVersion):
             repository.
         :param cache_dir: where built zips are kept, named by source hash and architecture.
             Default: ``build/layer-cache`` beside ``source_dir``.
-        :param docker_image: the Go image used when no suitable local Go is found. Default: ``golang:1.26``.
+        :param docker_image: the Go image used when no suitable local Go is found. Default: ``golang:1.26.8``.
         :param layer_version_name: Default: a name CloudFormation generates.
         :param removal_policy: what happens to old layer versions on update or delete. Default: ``RETAIN``, as
             ``LayerVersion`` does, so functions still using an old version keep working.
@@ -216,6 +216,17 @@ class InvocationHistoryLayer(lambda_.LayerVersion):
             )
         self._source_dir = Path(source_dir) if source_dir is not None else DEFAULT_SOURCE_DIR
         if code is None:
+            missing = [name for name in ("go.mod", "build-layer.sh") if not (self._source_dir / name).is_file()]
+            if missing:
+                raise ValueError(
+                    f"InvocationHistoryLayer '{id}': source_dir={str(self._source_dir)!r} has no {' or '.join(missing)}: "
+                    "pass the extension's Go module (extension_src/ of this repository), or a prebuilt zip as code="
+                )
+            if not isinstance(docker_image, str) or not docker_image or any(c.isspace() for c in docker_image):
+                raise ValueError(
+                    f"InvocationHistoryLayer '{id}': docker_image={docker_image!r} is not an image reference: "
+                    f"pass one like {DEFAULT_DOCKER_IMAGE!r}, or omit it for that default"
+                )
             zip_path, asset_hash = build_layer_zip(
                 architecture.name,
                 source_dir=self._source_dir,

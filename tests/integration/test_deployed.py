@@ -65,6 +65,14 @@ def test_deployed_function_sees_its_history_grow(outputs, lambda_client, stack, 
     # THEN each answer lists every earlier request id in order, and its own
     answers = check_history_grows(invoke, times=3)
     assert len(answers) == 3
+    # AND on Lambda the Telemetry API is on, and records carry what platform.report says. The report
+    # of invocation N reaches the extension while it runs N+1 (the environment is frozen between
+    # them), so only records two or more before the one asking are sure to have it.
+    last = answers[-1]
+    assert last["environment"]["features"]["telemetry"] == "on", last["environment"]
+    newest = max(r["sequence"] for r in last["invocations"])
+    settled = [r for r in last["invocations"] if r["sequence"] <= newest - 2]
+    assert all(r.get("status") == "success" and r.get("durationMs", 0) > 0 for r in settled), settled
     if output == "PythonProxySampleFunctionName":
         # AND through the Runtime API proxy (AWS_LAMBDA_EXEC_WRAPPER, which only a deployed managed
         # runtime applies) every record was created when the runtime took its event, and the

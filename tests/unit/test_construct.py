@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -217,6 +218,17 @@ def test_unsupported_architecture(stack, prebuilt):
 
 
 @pytest.mark.parametrize("kwargs,message", [
+    ({"source_dir": "/nonexistent"}, r"source_dir='/nonexistent' has no go.mod or build-layer.sh: pass the extension's "
+                                     r"Go module \(extension_src/ of this repository\), or a prebuilt zip as code="),
+    ({"docker_image": ""}, r"docker_image='' is not an image reference: pass one like 'golang:1.26.8'"),
+    ({"docker_image": "golang 1.26"}, r"docker_image='golang 1.26' is not an image reference"),
+])
+def test_build_props_are_validated(stack, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        InvocationHistoryLayer(stack, "History", **kwargs)
+
+
+@pytest.mark.parametrize("kwargs,message", [
     ({"port": 0}, r"port=0 is not a TCP port: pass an integer from 1 to 65535"),
     ({"port": "1203"}, r"port='1203' is not a TCP port"),
     ({"max_records": 0}, r"max_records=0 is invalid: pass an integer >= 1"),
@@ -286,7 +298,7 @@ def test_docker_is_chosen_when_go_is_absent(tmp_path, monkeypatch):
     src = REPO_ROOT / "extension_src"
     assert cmd[:3] == ["/usr/bin/docker", "run", "--rm"]
     assert f"{src}:/src:ro" in cmd and "-w" in cmd and cmd[cmd.index("-w") + 1] == "/src"
-    image = cmd.index("golang:1.26")
+    image = cmd.index("golang:1.26.8")
     assert cmd[image + 1:image + 4] == ["sh", "build-layer.sh", "arm64"] and cmd[-1].startswith("/out/")
 
 
@@ -340,3 +352,22 @@ def test_local_build_is_reproducible_and_lays_out_the_extension(tmp_path):
     with zipfile.ZipFile(a) as zf:
         info = zf.getinfo("extensions/invocation-history-extension")
         assert (info.external_attr >> 16) & 0o777 == 0o755
+
+
+def test_importable_under_another_name_beside_an_apps_own_stacks_package(monkeypatch, prebuilt):
+    # GIVEN an app with a "stacks" package of its own
+    import importlib.util
+    import types
+
+    monkeypatch.setitem(sys.modules, "stacks", types.ModuleType("stacks"))
+    # WHEN it loads this repository's package under another name, as docs/construct.md shows
+    spec = importlib.util.spec_from_file_location(
+        "invocation_history", REPO_ROOT / "stacks/__init__.py", submodule_search_locations=[str(REPO_ROOT / "stacks")]
+    )
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "invocation_history", module)
+    spec.loader.exec_module(module)
+    # THEN the construct works, from modules that never touched the app's own package
+    layer = module.InvocationHistoryLayer(cdk.Stack(cdk.App(), "T"), "History", code=prebuilt)
+    assert layer.architecture.name == "arm64"
+    assert not hasattr(sys.modules["stacks"], "InvocationHistoryLayer")
