@@ -306,6 +306,17 @@ func TestNextLongPollHasNoTimeout(t *testing.T) {
 		t.Fatalf("resp %v err %v", resp, err)
 	}
 	resp.Body.Close()
+	// A wait of minutes cannot run in a test: no layer may set a bound that would cut it.
+	p, _ := New("127.0.0.1:1", nil, slog.New(slog.DiscardHandler), time.Now)
+	if tr := p.reverse.Transport.(*http.Transport); tr.ResponseHeaderTimeout != 0 {
+		t.Errorf("transport bounds the wait for Lambda's answer: %v", tr.ResponseHeaderTimeout)
+	}
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	srv := Serve(ln, p)
+	defer srv.Close()
+	if srv.ReadTimeout != 0 || srv.WriteTimeout != 0 {
+		t.Errorf("server bounds the request: read %v, write %v", srv.ReadTimeout, srv.WriteTimeout)
+	}
 }
 
 func TestClassify(t *testing.T) {
