@@ -25,7 +25,8 @@ test: lint test-go test-fuzz test-py ## everything: Go tests (-race), a short fu
 lint: venv ## ruff over the Python code (Go is vetted in test-go)
 	$(PY) -m ruff check app.py stacks tools tests bench
 
-test-go: ## Go unit tests with the race detector, and vet
+test-go: ## Go unit tests with the race detector, vet and gofmt
+	@unformatted="$$(gofmt -l extension_src functions/go bench)"; if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	cd extension_src && go vet ./... && go test -race -count=1 ./...
 	cd functions/go && go vet ./... && go test -race -count=1 ./...
 

@@ -172,27 +172,11 @@ func Load(getenv func(string) string) (Config, []Warning) {
 		}
 	}
 
-	if v, ok := lookup(getenv, EnvHTTPPort); ok {
-		if n, err := parseIntIn(v, 1, 65535); err != nil {
-			warn(EnvHTTPPort, v, err.Error(), strconv.Itoa(DefaultHTTPPort))
-		} else {
-			cfg.HTTPPort = n
-		}
-	}
-	if v, ok := lookup(getenv, EnvMaxRecords); ok {
-		if n, err := parseIntIn(v, 1, maxMaxRecords); err != nil {
-			warn(EnvMaxRecords, v, err.Error(), strconv.Itoa(DefaultMaxRecords))
-		} else {
-			cfg.MaxRecords = n
-		}
-	}
-	if v, ok := lookup(getenv, EnvMaxWait); ok {
-		if n, err := parseIntIn(v, 0, int(maxMaxWait/time.Millisecond)); err != nil {
-			warn(EnvMaxWait, v, err.Error(), strconv.Itoa(int(DefaultMaxWait/time.Millisecond)))
-		} else {
-			cfg.MaxWait = time.Duration(n) * time.Millisecond
-		}
-	}
+	intIn(EnvHTTPPort, 1, 65535, DefaultHTTPPort, &cfg.HTTPPort)
+	intIn(EnvMaxRecords, 1, maxMaxRecords, DefaultMaxRecords, &cfg.MaxRecords)
+	maxWaitMs := int(DefaultMaxWait.Milliseconds())
+	intIn(EnvMaxWait, 0, int(maxMaxWait.Milliseconds()), maxWaitMs, &maxWaitMs)
+	cfg.MaxWait = time.Duration(maxWaitMs) * time.Millisecond
 
 	onOff(EnvTelemetry, DefaultTelemetry, &cfg.Telemetry.Enabled)
 	intIn(EnvTelemetryPort, 0, 65535, DefaultTelemetryPort, &cfg.Telemetry.Port)

@@ -65,7 +65,8 @@ type Counts struct {
 	Retained int    `json:"retained"` // records held now
 	Dropped  uint64 `json:"dropped"`  // records evicted to respect the capacity
 	// Updates for request ids not (yet) recorded are held until their record appears; beyond
-	// MaxPending the oldest is discarded and counted here.
+	// MaxPending ids the oldest id's, and beyond MaxPendingPerID an id's newest, are discarded
+	// and counted here.
 	PendingUpdates        int    `json:"pendingUpdates"`
 	PendingUpdatesDropped uint64 `json:"pendingUpdatesDropped"`
 }
@@ -305,33 +306,26 @@ type Query struct {
 	Limit int
 }
 
-// List returns the selected records oldest first, with the counters read at the same instant.
+// List returns the selected records oldest first, with the counters read at the same instant: a
+// copy of the whole selection at once, for tests and tools. The local API pages with Window and
+// Page instead, so that a reader of a full store never copies it whole.
 func (s *Store) List(q Query) ([]Record, Counts) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	first := s.served - uint64(s.size) + 1 // sequence of the oldest retained record
-	skip := 0
-	if q.After >= first {
-		skip = int(min(q.After-first+1, uint64(s.size)))
-	}
-	n := s.size - skip
-	if q.Limit > 0 && n > q.Limit {
-		skip += n - q.Limit
-		n = q.Limit
-	}
-	out := make([]Record, n)
-	for i := range n {
-		out[i] = s.ring[(s.start+skip+i)%len(s.ring)]
-	}
-	return out, s.countsLocked()
+	after, upTo, counts := s.windowLocked(q)
+	return s.pageLocked(after, upTo, make([]Record, 0, upTo-after)), counts
 }
 
 // Window resolves q against the store as it is now: the selected records are those with
-// after < sequence <= upTo. Read them with Page, a bounded slice at a time, so that a reader of a
-// full store never copies it whole; counts are read at the same instant.
+// after < sequence <= upTo. Read them with Page, a bounded slice at a time; counts are read at the
+// same instant.
 func (s *Store) Window(q Query) (after, upTo uint64, counts Counts) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	return s.windowLocked(q)
+}
+
+func (s *Store) windowLocked(q Query) (after, upTo uint64, counts Counts) {
 	upTo = s.served
 	after = max(q.After, s.served-uint64(s.size)) // nothing before the oldest retained record
 	if q.Limit > 0 && upTo > uint64(q.Limit) {
@@ -343,9 +337,13 @@ func (s *Store) Window(q Query) (after, upTo uint64, counts Counts) {
 // Page copies into dst[:0], oldest first, up to cap(dst) records with after < sequence <= upTo.
 // Records evicted since the window was taken are skipped.
 func (s *Store) Page(after, upTo uint64, dst []Record) []Record {
-	dst = dst[:0]
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	return s.pageLocked(after, upTo, dst)
+}
+
+func (s *Store) pageLocked(after, upTo uint64, dst []Record) []Record {
+	dst = dst[:0]
 	first := s.served - uint64(s.size) + 1
 	for seq := max(after+1, first); seq <= upTo && len(dst) < cap(dst); seq++ {
 		dst = append(dst, s.ring[(s.start+int(seq-first))%len(s.ring)])

@@ -244,9 +244,10 @@ func Run(ctx context.Context, o Options) int {
 	}
 	log.Info("ready", ready...)
 
-	// Invocation durations go out as EMF lines of up to 100 values, beside the event loop.
+	// Invocation durations go out as EMF lines of up to 100 values, beside the event loop; only
+	// a subscription brings any (durations is set only with metrics on, so emitter is too).
 	stopDurations, durationsDone := make(chan struct{}), make(chan struct{})
-	if emitter != nil && telemetry != nil && durations != nil {
+	if durations != nil && env.Features.Telemetry == string(telemetryapi.Subscribed) {
 		go writeDurations(emitter, metricsEnv, durations, o.Now, log, stopDurations, durationsDone)
 	} else {
 		close(durationsDone)
@@ -409,7 +410,9 @@ func loop(ctx context.Context, o Options) string {
 				r.InvokedFunctionArn = ev.InvokedFunctionArn
 				r.TraceID = ev.Tracing.Value
 			})
-			o.Log.Debug("invoke", "requestId", rec.AwsRequestID, "sequence", rec.Sequence)
+			if o.Log.Enabled(ctx, slog.LevelDebug) { // unguarded, the arguments cost 2 allocations per invoke at INFO
+				o.Log.Debug("invoke", "requestId", rec.AwsRequestID, "sequence", rec.Sequence)
+			}
 		case extensionapi.Shutdown:
 			if ev.ShutdownReason == "" {
 				return "SHUTDOWN"

@@ -258,7 +258,9 @@ func start(id string) string {
 func TestTelemetryEnrichesInvokeRecords(t *testing.T) {
 	// GIVEN Lambda with a Telemetry API, which posts a report that overtakes the INVOKE event
 	lambda := &fakeLambda{events: []string{invoke("a"), shutdown}}
-	lambda.beforeNext = func(sub string) { postTelemetry(t, sub, "["+report("a", "error", 1.5)+","+report("a", "error", 1.5)+"]") } // delivered twice
+	lambda.beforeNext = func(sub string) { // the report is delivered twice
+		postTelemetry(t, sub, "["+report("a", "error", 1.5)+","+report("a", "error", 1.5)+"]")
+	}
 	o, logs := options(t, lambda, map[string]string{config.EnvTelemetryTimeoutMs: "100"})
 	// WHEN the extension runs
 	if code := Run(context.Background(), o); code != 0 {

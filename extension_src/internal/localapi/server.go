@@ -140,6 +140,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // ListResponse is the body of GET /invocations; "invocations" is the seed-compatible field.
+// streamList writes it without building it; this type is the reference its output is tested against.
 type ListResponse struct {
 	Invocations   []history.Record `json:"invocations"`
 	EnvironmentID string           `json:"environmentId"`

@@ -248,3 +248,30 @@ func TestEnvironmentShowsInitInfoFromTelemetry(t *testing.T) {
 		t.Fatalf("body = %v", body)
 	}
 }
+
+// The streamed list is byte for byte what encoding/json makes of ListResponse, the reference shape:
+// records over several pages, the counters and the wait outcome included.
+func TestStreamedListEqualsEncodingJSONOfListResponse(t *testing.T) {
+	ids := make([]string, 2*pageRecords+3)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("req-%d\"\u2028", i) // characters that need escaping
+	}
+	srv, store := newTestServer(t, len(ids)-1, ids...)
+	resp, err := http.Get(srv.URL + "/invocations?requestId=req-5%22%E2%80%A8&waitMs=0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	records, counts := store.List(history.Query{})
+	want, err := json.Marshal(ListResponse{
+		Invocations: records, EnvironmentID: "env-1", Served: counts.Served, Retained: counts.Retained,
+		Dropped: counts.Dropped, Cursor: counts.Served, WaitedFor: &WaitState{RequestID: "req-5\"\u2028", Found: true},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != string(want)+"\n" {
+		t.Fatalf("streamed body differs from encoding/json:\n got %.300s\nwant %.300s", got, want)
+	}
+}

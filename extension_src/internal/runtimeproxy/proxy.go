@@ -90,12 +90,12 @@ func (p *Proxy) Stats() Stats {
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.forwarded.Add(1)
 	requestID, kind := classify(r)
-	if kind == kindNext {
-		p.forwardNext(w, r)
-		return
-	}
 	if kind == kindOther || p.store == nil {
 		p.reverse.ServeHTTP(w, r)
+		return
+	}
+	if kind == kindNext {
+		p.forwardNext(w, r)
 		return
 	}
 	body := &countingReader{ReadCloser: r.Body}
@@ -142,10 +142,6 @@ func (p *Proxy) recordAnswer(r *http.Request, requestID string, kind requestKind
 // forwardNext records the event the runtime takes, before the runtime sees it: the record then
 // exists by the time the function can ask about it.
 func (p *Proxy) forwardNext(w http.ResponseWriter, r *http.Request) {
-	if p.store == nil {
-		p.reverse.ServeHTTP(w, r)
-		return
-	}
 	rec := &statusRecorder{ResponseWriter: w, onHeader: func(status int, h http.Header) {
 		id := h.Get(headerRequestID)
 		if status != http.StatusOK || id == "" {
