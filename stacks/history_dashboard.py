@@ -16,7 +16,7 @@ from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-from .invocation_history_layer import DEFAULT_METRICS_NAMESPACE
+from .invocation_history_layer import DEFAULT_METRICS_NAMESPACE, check_namespace
 
 # The metric names of extension_src/internal/metrics: the contract this dashboard is built on.
 ENVIRONMENT_STARTED = "EnvironmentStarted"
@@ -63,8 +63,8 @@ class InvocationHistoryDashboard(Construct):
         dashboard_name: Optional[str] = None,
     ) -> None:
         """
-        :param functions: the functions to show, by the label their lines carry (short and stable: a label also names
-            the metric ids of the live-environments expression). Each must run the extension with metrics on.
+        :param functions: the functions to show, by the label their lines carry. Each must run the extension with
+            metrics on.
         :param namespace: the metrics' namespace, as given to ``add_function(metrics_namespace=...)``.
             Default: ``InvocationHistory``, the extension's default.
         :param dashboard_name: Default: a name CloudFormation generates.
@@ -72,26 +72,26 @@ class InvocationHistoryDashboard(Construct):
         super().__init__(scope, id)
         if not functions:
             raise ValueError(f"InvocationHistoryDashboard '{id}': functions is empty: pass at least one function")
+        check_namespace("namespace", namespace)
         self.namespace = namespace
 
         live, started, stopped, served, lifetime, durations = [], [], [], [], [], []
-        for label, fn in functions.items():
-            key = "".join(c for c in label.lower() if c.isalnum())
+        for i, (label, fn) in enumerate(functions.items()):
             started_sum = self._metric(fn, ENVIRONMENT_STARTED, "Sum", f"{label} started")
             stopped_sum = self._metric(fn, ENVIRONMENT_STOPPED, "Sum", f"{label} stopped")
             live.append(cloudwatch.MathExpression(
                 # FILL: a period without a start or a stop has no data point, and must count as 0, not as a gap.
-                expression=f"RUNNING_SUM(FILL(started{key}, 0) - FILL(stopped{key}, 0))",
-                using_metrics={f"started{key}": started_sum, f"stopped{key}": stopped_sum},
+                # Ids by position: any two labels, whatever their characters, give distinct valid ids.
+                expression=f"RUNNING_SUM(FILL(started{i}, 0) - FILL(stopped{i}, 0))",
+                using_metrics={f"started{i}": started_sum, f"stopped{i}": stopped_sum},
                 label=label,
                 period=PERIOD,
             ))
             started.append(started_sum)
             stopped.append(stopped_sum)
-            served.append(self._metric(fn, INVOCATIONS_SERVED, "Average", f"{label} average"))
-            served.append(self._metric(fn, INVOCATIONS_SERVED, "Maximum", f"{label} maximum"))
-            lifetime.append(self._metric(fn, ENVIRONMENT_LIFETIME, "Average", f"{label} average"))
-            lifetime.append(self._metric(fn, ENVIRONMENT_LIFETIME, "Maximum", f"{label} maximum"))
+            for statistic in ("Average", "Maximum"):
+                served.append(self._metric(fn, INVOCATIONS_SERVED, statistic, f"{label} {statistic.lower()}"))
+                lifetime.append(self._metric(fn, ENVIRONMENT_LIFETIME, statistic, f"{label} {statistic.lower()}"))
             for statistic in ("p50", "p90", "p99"):
                 durations.append(self._metric(fn, INVOCATION_DURATION, statistic, f"{label} {statistic}"))
 

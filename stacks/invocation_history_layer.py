@@ -53,10 +53,18 @@ DEFAULT_SOURCE_DIR = _REPO_ROOT / "extension_src"
 
 _ARCH_NAMES = ("x86_64", "arm64")
 # Bumped when the recipe (not the source) changes, so cached zips and asset hashes follow it.
-_RECIPE = "build-layer.sh/1"
-_built: dict[tuple[str, str], Path] = {}
+_RECIPE = "build-layer.sh/2"
 # The one place a build command is executed (tests replace it to check the command without running Docker).
 _run = subprocess.run
+
+
+def check_namespace(prop: str, namespace: object) -> None:
+    """Raise unless ``namespace`` is a CloudWatch namespace the extension accepts (its own rule, in config.go)."""
+    if not isinstance(namespace, str) or not _NAMESPACE_CHARACTERS.match(namespace) or namespace.startswith("AWS/"):
+        raise ValueError(
+            f"{prop}={namespace!r} is not a CloudWatch namespace: pass 1 to 255 letters, digits or . - _ / # : and "
+            f"spaces, not starting with AWS/, or omit it for {DEFAULT_METRICS_NAMESPACE}"
+        )
 
 
 class LayerBuildError(RuntimeError):
@@ -103,15 +111,17 @@ def extension_environment(
     if not _is_port(port):
         raise ValueError(f"port={port!r} is not a TCP port: pass an integer from 1 to 65535, or omit it for 1203")
     env = {ENV_HTTP_PORT: str(port)}
-    for name, value, variable in (
-        ("max_records", max_records, ENV_MAX_RECORDS),
-        ("max_wait_ms", max_wait_ms, ENV_MAX_WAIT_MS),
+    # The ranges the extension accepts (extension_src/internal/config): outside them it would fall back to its default.
+    for name, value, variable, least, most in (
+        ("max_records", max_records, ENV_MAX_RECORDS, 1, 1_000_000),
+        ("max_wait_ms", max_wait_ms, ENV_MAX_WAIT_MS, 0, 30_000),
     ):
         if value is None:
             continue
-        if not isinstance(value, int) or isinstance(value, bool) or value < (1 if name == "max_records" else 0):
-            least = 1 if name == "max_records" else 0
-            raise ValueError(f"{name}={value!r} is invalid: pass an integer >= {least}, or omit it for the default")
+        if not isinstance(value, int) or isinstance(value, bool) or not least <= value <= most:
+            raise ValueError(
+                f"{name}={value!r} is invalid: pass an integer from {least} to {most}, or omit it for the default"
+            )
         env[variable] = str(value)
     if log_level is not None:
         if not isinstance(log_level, str) or log_level.upper() not in LOG_LEVELS:
@@ -127,12 +137,7 @@ def extension_environment(
             raise ValueError(f"{name}={value!r} is not a switch: pass True or False, or omit it to keep it on")
         env[variable] = "on" if value else "off"
     if metrics_namespace is not None:
-        if (not isinstance(metrics_namespace, str) or not _NAMESPACE_CHARACTERS.match(metrics_namespace)
-                or metrics_namespace.startswith("AWS/")):
-            raise ValueError(
-                f"metrics_namespace={metrics_namespace!r} is not a CloudWatch namespace: pass 1 to 255 letters, "
-                f"digits or . - _ / # : and spaces, not starting with AWS/, or omit it for {DEFAULT_METRICS_NAMESPACE}"
-            )
+        check_namespace("metrics_namespace", metrics_namespace)
         if metrics is False:
             raise ValueError(
                 f"metrics_namespace={metrics_namespace!r} has no effect with metrics=False: "
@@ -214,12 +219,12 @@ class InvocationHistoryLayer(lambda_.LayerVersion):
                 f"InvocationHistoryLayer '{id}': architecture={architecture.name!r} is not supported: "
                 "pass Architecture.ARM_64 or Architecture.X86_64"
             )
-        self._source_dir = Path(source_dir) if source_dir is not None else DEFAULT_SOURCE_DIR
+        source_dir = Path(source_dir) if source_dir is not None else DEFAULT_SOURCE_DIR
         if code is None:
-            missing = [name for name in ("go.mod", "build-layer.sh") if not (self._source_dir / name).is_file()]
+            missing = [name for name in ("go.mod", "build-layer.sh") if not (source_dir / name).is_file()]
             if missing:
                 raise ValueError(
-                    f"InvocationHistoryLayer '{id}': source_dir={str(self._source_dir)!r} has no {' or '.join(missing)}: "
+                    f"InvocationHistoryLayer '{id}': source_dir={str(source_dir)!r} has no {' or '.join(missing)}: "
                     "pass the extension's Go module (extension_src/ of this repository), or a prebuilt zip as code="
                 )
             if not isinstance(docker_image, str) or not docker_image or any(c.isspace() for c in docker_image):
@@ -229,7 +234,7 @@ class InvocationHistoryLayer(lambda_.LayerVersion):
                 )
             zip_path, asset_hash = build_layer_zip(
                 architecture.name,
-                source_dir=self._source_dir,
+                source_dir=source_dir,
                 cache_dir=Path(cache_dir) if cache_dir is not None else None,
                 docker_image=docker_image,
             )
@@ -238,7 +243,7 @@ class InvocationHistoryLayer(lambda_.LayerVersion):
             code = lambda_.Code.from_asset(
                 str(zip_path), asset_hash=asset_hash, asset_hash_type=AssetHashType.CUSTOM
             )
-        self.extension_version = extension_version(self._source_dir)
+        self.extension_version = extension_version(source_dir)
         super().__init__(
             scope,
             id,
@@ -370,7 +375,8 @@ def extension_version(source_dir: Path = DEFAULT_SOURCE_DIR) -> str:
 
 
 def source_hash(source_dir: Path = DEFAULT_SOURCE_DIR) -> str:
-    """SHA-256 of what the build reads: every non-test Go file, go.mod, go.sum and the build script, by path."""
+    """SHA-256 of what the build reads: every non-test Go file, go.mod, go.sum, the build script and the exec wrapper
+    it puts in the zip (``wrapper/``), by path."""
     source_dir = Path(source_dir)
     digest = hashlib.sha256(_RECIPE.encode())
     for path in sorted(source_dir.rglob("*")):
@@ -378,7 +384,8 @@ def source_hash(source_dir: Path = DEFAULT_SOURCE_DIR) -> str:
         rel = relative.as_posix()
         if not path.is_file() or any(part.startswith(".") or part == "testdata" for part in relative.parts):
             continue
-        if rel.endswith("_test.go") or not (rel.endswith(".go") or rel in ("go.mod", "go.sum", "build-layer.sh")):
+        built = rel.endswith(".go") or rel in ("go.mod", "go.sum", "build-layer.sh") or rel.startswith("wrapper/")
+        if rel.endswith("_test.go") or not built:
             continue
         digest.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
@@ -447,7 +454,6 @@ def build_layer_zip(
     source_dir: Path = DEFAULT_SOURCE_DIR,
     cache_dir: Optional[Path] = None,
     docker_image: str = DEFAULT_DOCKER_IMAGE,
-    run: Optional[Callable[..., subprocess.CompletedProcess]] = None,
 ) -> tuple[Path, str]:
     """Build (or reuse) the layer zip for ``architecture``; returns its path and the asset hash to publish it under."""
     source_dir = Path(source_dir).resolve()
@@ -455,20 +461,17 @@ def build_layer_zip(
     asset_hash = hashlib.sha256(f"{digest}/{architecture}".encode()).hexdigest()
     cache_dir = Path(cache_dir) if cache_dir is not None else source_dir.parent / "build" / "layer-cache"
     target = cache_dir / f"invocation-history-extension-{architecture}-{digest[:16]}.zip"
-    key = (str(target), digest)
-    if key in _built or target.is_file():
-        _built[key] = target
+    if target.is_file():  # its name carries the source hash: a zip of this source for this architecture
         return target, asset_hash
     cache_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".build-") as tmp:
         out = Path(tmp) / target.name
         cmd = build_command(architecture, out, source_dir=source_dir, docker_image=docker_image)
-        result = (run or _run)(cmd, capture_output=True, text=True)
+        result = _run(cmd, capture_output=True, text=True)
         if result.returncode != 0 or not out.is_file():
             raise LayerBuildError(
                 f"building the extension layer for {architecture} failed (exit {result.returncode}): "
                 f"{' '.join(cmd)}\n{result.stderr.strip()}"
             )
         os.replace(out, target)
-    _built[key] = target
     return target, asset_hash

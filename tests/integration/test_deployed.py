@@ -12,15 +12,17 @@ from pathlib import Path
 
 import pytest
 
+from app import CONTAINER_STACK, DEMO_STACK
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 OUTPUTS_FILE = Path(os.environ.get("CDK_OUTPUTS_FILE", REPO_ROOT / "cdk-outputs.json"))
 
 # (stack, output) of every deployed sample function
 FUNCTIONS = [
-    ("InvocationHistoryDemo", "GoSampleFunctionName"),
-    ("InvocationHistoryDemo", "PythonSampleFunctionName"),
-    ("InvocationHistoryDemo", "PythonProxySampleFunctionName"),
-    ("InvocationHistoryContainer", "ContainerSampleFunctionName"),
+    (DEMO_STACK, "GoSampleFunctionName"),
+    (DEMO_STACK, "PythonSampleFunctionName"),
+    (DEMO_STACK, "PythonProxySampleFunctionName"),
+    (CONTAINER_STACK, "ContainerSampleFunctionName"),
 ]
 
 

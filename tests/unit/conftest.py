@@ -4,17 +4,13 @@ context (feature flags) of cdk.json, so the templates are the same on every mach
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
+import aws_cdk as cdk
 import pytest
+from aws_cdk.assertions import Template
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-if str(REPO_ROOT) not in sys.path:  # app.py lives at the root (pyproject's pythonpath does this too)
-    sys.path.insert(0, str(REPO_ROOT))
-
-import aws_cdk as cdk  # noqa: E402
-from aws_cdk.assertions import Template  # noqa: E402
+REPO_ROOT = Path(__file__).resolve().parents[2]  # app.py is importable through pyproject's pythonpath
 
 ACCOUNT = "123456789012"
 REGION = "eu-west-1"

@@ -95,7 +95,7 @@ def test_add_function_attaches_layer_and_sets_environment(stack, prebuilt):
     })
 
 
-def test_add_function_defaults_write_only_the_port():
+def test_extension_environment_defaults_write_only_the_port():
     assert extension_environment() == {"INVOCATION_HISTORY_EXTENSION_HTTP_PORT": "1203"}
     assert extension_environment(runtime_proxy=False) == {"INVOCATION_HISTORY_EXTENSION_HTTP_PORT": "1203"}
 
@@ -231,8 +231,10 @@ def test_build_props_are_validated(stack, kwargs, message):
 @pytest.mark.parametrize("kwargs,message", [
     ({"port": 0}, r"port=0 is not a TCP port: pass an integer from 1 to 65535"),
     ({"port": "1203"}, r"port='1203' is not a TCP port"),
-    ({"max_records": 0}, r"max_records=0 is invalid: pass an integer >= 1"),
-    ({"max_wait_ms": -1}, r"max_wait_ms=-1 is invalid: pass an integer >= 0"),
+    ({"max_records": 0}, r"max_records=0 is invalid: pass an integer from 1 to 1000000"),
+    ({"max_records": 1_000_001}, r"max_records=1000001 is invalid: pass an integer from 1 to 1000000"),
+    ({"max_wait_ms": -1}, r"max_wait_ms=-1 is invalid: pass an integer from 0 to 30000"),
+    ({"max_wait_ms": 30_001}, r"max_wait_ms=30001 is invalid: pass an integer from 0 to 30000"),
     ({"log_level": "LOUD"}, r"log_level='LOUD' is not a Lambda log level: pass one of TRACE, DEBUG"),
     ({"telemetry": "off"}, r"telemetry='off' is not a switch: pass True or False, or omit it to keep it on"),
     ({"metrics": 0}, r"metrics=0 is not a switch: pass True or False"),
@@ -322,7 +324,8 @@ def test_failed_build_reports_command_and_stderr(tmp_path, monkeypatch):
     monkeypatch.setattr(shutil, "which", fake_which(go="/usr/bin/go"))
     failing = lambda cmd, **kw: subprocess.CompletedProcess(cmd, 2, "", "main.go:1: syntax error")  # noqa: E731
     with pytest.raises(LayerBuildError, match=r"failed \(exit 2\): sh .*build-layer.sh arm64.*\nmain.go:1: syntax"):
-        ihl.build_layer_zip("arm64", cache_dir=tmp_path, run=failing)
+        monkeypatch.setattr(ihl, "_run", failing)
+        ihl.build_layer_zip("arm64", cache_dir=tmp_path)
 
 
 def test_built_zip_is_cached_by_source_hash(tmp_path, monkeypatch):
@@ -335,10 +338,26 @@ def test_built_zip_is_cached_by_source_hash(tmp_path, monkeypatch):
         Path(cmd[-1]).write_bytes(b"zip")
         return subprocess.CompletedProcess(cmd, 0, "", "")
 
-    first = ihl.build_layer_zip("arm64", cache_dir=tmp_path, run=fake_run)
-    second = ihl.build_layer_zip("arm64", cache_dir=tmp_path, run=fake_run)
+    monkeypatch.setattr(ihl, "_run", fake_run)
+    first = ihl.build_layer_zip("arm64", cache_dir=tmp_path)
+    second = ihl.build_layer_zip("arm64", cache_dir=tmp_path)
     assert first == second and len(runs) == 1
     assert ihl.source_hash()[:16] in first[0].name
+
+
+@pytest.mark.parametrize("edit, rebuilds", [
+    ("wrapper/invocation-history-wrapper", True),  # shipped in the zip
+    ("internal/history/store.go", True),
+    ("build-layer.sh", True),
+    ("internal/history/store_test.go", False),  # not part of the build
+])
+def test_source_hash_follows_everything_the_zip_is_built_from(tmp_path, edit, rebuilds):
+    source = tmp_path / "extension_src"
+    shutil.copytree(REPO_ROOT / "extension_src", source)
+    before = ihl.source_hash(source)
+    with open(source / edit, "a") as f:
+        f.write("\n# edited\n")
+    assert (ihl.source_hash(source) != before) == rebuilds
 
 
 @pytest.mark.skipif(not shutil.which("go") or ihl.local_go_version() < ihl.required_go_version(),
@@ -371,3 +390,15 @@ def test_importable_under_another_name_beside_an_apps_own_stacks_package(monkeyp
     layer = module.InvocationHistoryLayer(cdk.Stack(cdk.App(), "T"), "History", code=prebuilt)
     assert layer.architecture.name == "arm64"
     assert not hasattr(sys.modules["stacks"], "InvocationHistoryLayer")
+
+
+def test_dashboard_takes_any_labels_and_checks_its_namespace(stack):
+    from stacks import InvocationHistoryDashboard
+
+    functions = {"Api": python_function(stack, "A"), "API": python_function(stack, "B"), "Ü-api": python_function(stack, "C")}
+    InvocationHistoryDashboard(stack, "Envs", functions=functions)
+    Template.from_stack(stack).resource_count_is("AWS::CloudWatch::Dashboard", 1)  # labels alike or not ASCII: fine
+    with pytest.raises(ValueError, match=r"namespace='AWS/Lambda' is not a CloudWatch namespace"):
+        InvocationHistoryDashboard(stack, "Bad", functions=functions, namespace="AWS/Lambda")
+    with pytest.raises(ValueError, match=r"functions is empty"):
+        InvocationHistoryDashboard(stack, "Empty", functions={})

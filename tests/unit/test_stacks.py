@@ -24,6 +24,7 @@ from stacks.invocation_history_layer import (
     ENV_EXEC_WRAPPER,
     ENV_HTTP_PORT,
     ENV_RUNTIME_PROXY,
+    ENV_RUNTIME_PROXY_PORT,
     WRAPPER_PATH,
     build_layer_zip,
 )
@@ -173,7 +174,7 @@ def test_demo_proxy_sample_runs_the_runtime_through_the_wrapper(templates):
     # applies the exec wrapper, so this function is where the wrapper runs for real
     _, fn = _function(templates[cdk_app.DEMO_STACK], "PythonProxySample")
     assert fn["Properties"]["Environment"]["Variables"] == {
-        ENV_HTTP_PORT: "1203", ENV_RUNTIME_PROXY: "on", ENV_RUNTIME_PROXY + "_PORT": "9009",
+        ENV_HTTP_PORT: "1203", ENV_RUNTIME_PROXY: "on", ENV_RUNTIME_PROXY_PORT: "9009",
         ENV_EXEC_WRAPPER: WRAPPER_PATH,
     }
 
@@ -224,7 +225,7 @@ def test_demo_dashboard_shows_live_environments_per_function(templates, construc
     # GIVEN the EMF metrics of one sample function (namespace and FunctionName dimension of the extension)
     t = templates[cdk_app.DEMO_STACK]
     fn_ref = f"<{_function(t, construct_id)[0]}>"
-    key = construct_id.lower()
+    key = DEMO_FUNCTIONS.index(construct_id)  # the dashboard numbers its metric ids in the order it is given
     widget = _widget(dashboard_body(t), "Live execution environments")
     metrics = _metrics(widget)
     # THEN the live count is the running sum of started minus stopped (Sum per minute, no data counting as 0)
