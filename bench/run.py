@@ -36,7 +36,6 @@ import json
 import os
 import platform
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -46,8 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import tools.local_lambda as local_lambda
-from tools.local_lambda import EXTENSION, EXTENSION_NAME, ROOT, WRAPPER, LocalLambda, free_port
+from tools.local_lambda import EXTENSION, EXTENSION_NAME, ROOT, WRAPPER, LocalLambda, free_port, wait_until
 
 BENCH = ROOT / "bench"
 BIN = ROOT / "build/bench"
@@ -59,8 +57,6 @@ INVOKE_PATH = "/2015-03-31/functions/function/invocations"
 CONFIGS = ("baseline", "floor", "ours")
 ARCHES = {"x86_64": "amd64", "arm64": "arm64"}
 MIB = 1024 * 1024
-# Runs the RIE in its managed-instances mode (a tmpfs over /var, /opt/bootstrap): the telemetry tests' script.
-MANAGED_INSTANCES_RIE = ROOT / "tests/local/fixtures/rie-managed-instances.sh"
 # Extra environment for our extension's environments (--ours-env), for what-if runs such as GOGC=50.
 OURS_ENV: dict[str, str] = {}
 
@@ -96,6 +92,15 @@ class Counts:
     proxy_body_invokes: int = 20
     proxy_body_bytes: int = 6 * MIB - 4096  # Lambda's limit is 6 MB (MiB) including its framing
     telemetry_starts: int = 10
+
+    # Scenario 2b: a tenth of scenario 2's counts (each invoke takes function_work_ms longer).
+    @property
+    def work_invokes(self) -> int:
+        return max(50, self.warm_invokes // 10)
+
+    @property
+    def work_warmup(self) -> int:
+        return max(5, self.warmup // 10)
 
 
 QUICK = Counts()
@@ -150,9 +155,8 @@ def build_tools() -> None:
     go_build("noop-function", FUNCTION)
     go_build("floor", FLOOR)
     go_build("loadgen", LOADGEN)
-    missing = [p for p in (EXTENSION,) if not p.exists()]
-    if missing:
-        raise SystemExit(f"missing {missing[0]}: run `make build` (or `make bench`)")
+    if not EXTENSION.exists():
+        raise SystemExit(f"missing {EXTENSION}: run `make build` (or `make bench`)")
 
 
 # -- one execution environment ---------------------------------------------------------------------
@@ -169,7 +173,6 @@ class BenchLambda(LocalLambda):
         managed-instances mode, which has a real Telemetry API (as tests/local/test_telemetry.py
         starts it). response_bytes: the function answers a JSON string of that size."""
         self.config = config
-        self.managed = managed
         self.api_port = free_port()
         extensions = {"baseline": {}, "floor": {FLOOR_NAME: FLOOR}, "ours": None}[config]
         env = {
@@ -185,38 +188,14 @@ class BenchLambda(LocalLambda):
             bootstrap = [f"/opt/{WRAPPER.name}", str(FUNCTION)]
             if proxy:
                 env.update({"INVOCATION_HISTORY_EXTENSION_RUNTIME_PROXY": "on", "INVOCATION_HISTORY_EXTENSION_RUNTIME_PROXY_PORT": str(free_port())})
-        if managed:
-            # That mode ignores the command line's bootstrap and runs /opt/bootstrap.
-            env.update({"AWS_LAMBDA_MAX_CONCURRENCY": "1", "INVOCATION_HISTORY_TEST_RIE": str(local_lambda.RIE)})
-            opt_files["bootstrap"] = FUNCTION
-            bootstrap = ["/opt/bootstrap"]
-        super().__init__(bootstrap, env=env, extensions=extensions, opt_files=opt_files)
+        # Cold starts take a few ms: probe the invoke endpoint every 0.5 ms, not LocalLambda's 20.
+        super().__init__(bootstrap, env=env, extensions=extensions, opt_files=opt_files,
+                         managed_instances=1 if managed else 0, poll_interval=0.0005)
         self._conn: http.client.HTTPConnection | None = None
 
     @property
     def extension_name(self) -> str | None:
         return {"baseline": None, "floor": FLOOR_NAME, "ours": EXTENSION_NAME}[self.config]
-
-    def start(self) -> "BenchLambda":
-        if not self.managed:
-            return super().start()
-        # LocalLambda.start runs tools.local_lambda.RIE; the managed-instances mode needs its
-        # wrapper script there for the duration of the start (as the telemetry tests do).
-        saved, local_lambda.RIE = local_lambda.RIE, MANAGED_INSTANCES_RIE
-        try:
-            return super().start()
-        finally:
-            local_lambda.RIE = saved
-
-    def _wait_for_port(self, timeout: float = 10.0) -> None:
-        # LocalLambda polls every 20 ms and cold starts take a few: poll every 0.5 ms here, and
-        # leave the RIE's early exit or a timeout to LocalLambda's wait, which reports it with the logs.
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.process.poll() is None:
-            if port_open(self.port):
-                return
-            time.sleep(0.0005)
-        super()._wait_for_port(max(0.05, deadline - time.monotonic()))
 
     def invoke_raw(self, body: bytes = b"{}") -> float:
         """POST one invoke on a kept-alive connection; return its latency in ms."""
@@ -229,7 +208,7 @@ class BenchLambda(LocalLambda):
             payload = response.read()
             elapsed = (time.perf_counter() - start) * 1000
             # The managed-instances mode answers 400 "no idle runtimes" until its runtime is at /next.
-            if not (self.managed and response.status == 400):
+            if not (self.managed_instances and response.status == 400):
                 break
             time.sleep(0.005)
         self.last_payload_bytes = len(payload)
@@ -288,12 +267,9 @@ class BenchLambda(LocalLambda):
         if self.extension_name is None:
             return None
         pattern = re.compile(rf"msg=ready extension={re.escape(self.extension_name)} .*?startupMs=([0-9.]+)")
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            match = pattern.search(self.logs())
-            if match:
-                return float(match.group(1))
-            time.sleep(0.005)
+        match = wait_until(lambda: pattern.search(self.logs()), timeout)
+        if match:
+            return float(match.group(1))
         raise RuntimeError(f"{self.config}: no ready line with startupMs in the logs:\n{self.logs()[-3000:]}")
 
     def init_report_ms(self) -> float | None:
@@ -309,13 +285,6 @@ class BenchLambda(LocalLambda):
         finally:
             conn.close()
 
-
-def port_open(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-        return True
-    except OSError:
-        return False
 
 
 def rotated(configs: tuple[str, ...], i: int) -> list[str]:
@@ -397,9 +366,9 @@ def cold_start(counts: Counts) -> dict:
 def warm_invoke(counts: Counts, work_ms: float = 0) -> dict:
     """Three environments side by side; each round invokes each once, in a rotating order."""
     envs = start_all({c: BenchLambda(c, work_ms=work_ms) for c in CONFIGS})
-    invokes = counts.warm_invokes if not work_ms else max(50, counts.warm_invokes // 10)
+    invokes, warmup = (counts.work_invokes, counts.work_warmup) if work_ms else (counts.warm_invokes, counts.warmup)
     try:
-        samples = interleaved(envs, invokes, counts.warmup if not work_ms else max(5, counts.warmup // 10))
+        samples = interleaved(envs, invokes, warmup)
         memory = {c: envs[c].memory() for c in ("floor", "ours")}
     finally:
         for local in envs.values():
@@ -410,7 +379,7 @@ def warm_invoke(counts: Counts, work_ms: float = 0) -> dict:
         for other in ("baseline", "floor") for p in ("p50", "p90", "p99")
     }  # fmt: skip
     result["ratios"]["p50 floor/baseline"] = ratio(result["floor"]["p50"], result["baseline"]["p50"])
-    result["extensionMemoryAfter"] = {c: m for c, m in memory.items()}
+    result["extensionMemoryAfter"] = memory
     result["functionWorkMs"] = work_ms
     return result
 
@@ -545,12 +514,8 @@ def proxy_mode(counts: Counts) -> dict:
     def answered_last(local: BenchLambda) -> dict:
         # The proxy records the runtime's answer before passing Lambda's reply on, but the RIE may
         # answer the invoker first: give the record a moment to carry its outcome.
-        deadline = time.monotonic() + 2
-        while True:
-            last = local.get_json("/invocations?limit=1")["invocations"][-1]
-            if "outcome" in last or time.monotonic() > deadline:
-                return last
-            time.sleep(0.005)
+        wait_until(lambda: "outcome" in local.get_json("/invocations?limit=1")["invocations"][-1], 2.0)
+        return local.get_json("/invocations?limit=1")["invocations"][-1]
 
     result: dict = {"available": True, "configs": {"ours": "proxy off, wrapper as the bootstrap", "ours+proxy": "INVOCATION_HISTORY_EXTENSION_RUNTIME_PROXY=on"}}
     envs = environments()
@@ -666,14 +631,16 @@ def optional_modes(environment: dict, counts: Counts, chosen: set[str], timings:
 
 
 # -- Go benchmark: heap per record -------------------------------------------------------------------
-def heap_per_record() -> float | None:
+def heap_per_record() -> float:
     """The store's heap per record from its Go benchmark: RSS deltas are coarse (pages, GC slack)."""
     out = subprocess.run(
         ["go", "test", "-run=^$", "-bench=StoreMemoryPerRecord", "-benchtime=3x", "./internal/history"],
         cwd=ROOT / "extension_src", capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     match = re.search(r"([0-9.]+) bytes/record", out.stdout)
-    return float(match.group(1)) if match else None
+    if out.returncode != 0 or not match:  # a broken benchmark is a failed scenario, not a missing number
+        raise RuntimeError(f"go test -bench=StoreMemoryPerRecord failed (exit {out.returncode}):\n{out.stdout}{out.stderr}")
+    return float(match.group(1))
 
 
 # -- targets, table, chart ----------------------------------------------------------------------------
@@ -977,7 +944,7 @@ def main(argv: list[str] | None = None) -> dict:
     if "warm" in chosen:
         run(f"warm invoke: {counts.warm_invokes} interleaved invokes per configuration after {counts.warmup} warm-up", "warmInvoke", lambda: warm_invoke(counts))
     if "warm-work" in chosen:
-        run(f"warm invoke, function working {counts.function_work_ms} ms: {max(50, counts.warm_invokes // 10)} interleaved invokes per configuration",
+        run(f"warm invoke, function working {counts.function_work_ms} ms: {counts.work_invokes} interleaved invokes per configuration",
             "warmInvokeWithWork", lambda: warm_invoke(counts, counts.function_work_ms))  # fmt: skip
     environment = None
     if "memory" in chosen:

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs AWS's Lambda Runtime Interface Emulator (RIE) as $1/aws-lambda-rie (default .local/bin).
 #
-# First choice: `go install` at the commit pinned in docs (DESIGN.md). When the Go module proxy
+# First choice: `go install` at RIE_COMMIT (the commit the project's design notes name). When the Go module proxy
 # refuses that module (it answers "403 Forbidden: This module version is not available" here),
 # fall back to the same emulator as AWS ships it inside the aws-sam-cli wheel on PyPI
 # (samcli/local/rapid/aws-lambda-rie-<arch>, a static Go build of the RIE), checked by SHA-256.
@@ -16,8 +16,7 @@ SHA256_arm64=ec2e5d09633d853834c008b1ef264bf834b258a94d551d2b2074966494b39a21
 
 mkdir -p "$BIN_DIR"
 BIN_DIR=$(cd "$BIN_DIR" && pwd)
-TARGET="$BIN_DIR/aws-lambda-rie"
-[ -x "$TARGET" ] && exit 0
+TARGET="$BIN_DIR/aws-lambda-rie"  # make decides when to run this (the binary is older than this script)
 
 if GOBIN="$BIN_DIR" GOFLAGS=-mod=mod go install "$RIE_MODULE@$RIE_COMMIT" 2>"$BIN_DIR/.rie-go-install.log"; then
     echo "installed the RIE with go install @$RIE_COMMIT"

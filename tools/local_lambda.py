@@ -22,6 +22,7 @@ from pathlib import Path
 
 import boto3
 import botocore.config
+import botocore.exceptions
 
 ROOT = Path(__file__).resolve().parent.parent
 RIE = ROOT / ".local/bin/aws-lambda-rie"
@@ -38,6 +39,16 @@ _MOUNT_AND_EXEC = 'mount --bind "$1" /opt && mount --bind "$2" "$3" && shift 3 &
 # so each gets its own view of this directory.
 STATE_DIR = Path("/tmp/invocation-history-extension")
 WRAPPER = ROOT / "extension_src/wrapper/invocation-history-wrapper"
+# Starts the RIE in its managed-instances mode (a tmpfs over /var for /var/task; see the script).
+MANAGED_INSTANCES_SCRIPT = ROOT / "tests/local/fixtures/rie-managed-instances.sh"
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.005):
+    """Call predicate until it returns something truthy or timeout passes; return its last value."""
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()) and time.monotonic() < deadline:
+        time.sleep(interval)
+    return value
 
 
 def free_port() -> int:
@@ -67,6 +78,12 @@ class LocalLambda:
     task_root: Path = PYTHON_FUNCTION_DIR
     # Extra files under /opt, relative path -> source (e.g. a test-only helper binary).
     opt_files: dict[str, Path] = field(default_factory=dict)
+    # Run the RIE in its managed-instances mode with this many concurrent invocations (0: standard
+    # mode). That mode ignores the bootstrap on the command line and runs /opt/bootstrap, so the
+    # bootstrap must be one executable; it has a real Telemetry API and no INVOKE events.
+    managed_instances: int = 0
+    # How often start() probes the invoke endpoint: the benchmark polls finer to time cold starts.
+    poll_interval: float = 0.02
 
     def __post_init__(self) -> None:
         self.port = free_port()
@@ -75,7 +92,6 @@ class LocalLambda:
         self._tmp = Path(tempfile.mkdtemp(prefix="local-lambda-"))
         self.log_path = self._tmp / "rie.log"
         self.opt = self._tmp / "opt"
-        self.last_response: dict | None = None
         self.client = boto3.client(
             "lambda",
             endpoint_url=f"http://127.0.0.1:{self.port}",
@@ -94,6 +110,15 @@ class LocalLambda:
                 raise RuntimeError(f"{tool} is needed to run the RIE in a private mount namespace")
         if not RIE.exists():
             raise RuntimeError(f"{RIE} is missing: run `make rie`")
+        bootstrap, opt_files, env = self.bootstrap, dict(self.opt_files), dict(self.env)
+        rie = [str(RIE)]
+        if self.managed_instances:
+            if len(bootstrap) != 1:
+                raise ValueError(f"managed_instances runs /opt/bootstrap: give one executable, not {bootstrap}")
+            opt_files["bootstrap"] = Path(bootstrap[0])
+            bootstrap = ["/opt/bootstrap"]
+            env.update({"AWS_LAMBDA_MAX_CONCURRENCY": str(self.managed_instances), "INVOCATION_HISTORY_TEST_RIE": str(RIE)})
+            rie = [str(MANAGED_INSTANCES_SCRIPT)]
         (self.opt / "extensions").mkdir(parents=True)
         self.state = self._tmp / "state"
         self.state.mkdir()
@@ -103,7 +128,7 @@ class LocalLambda:
             target = self.opt / "extensions" / name
             shutil.copy(source, target)
             target.chmod(0o755)
-        for rel, source in self.opt_files.items():
+        for rel, source in opt_files.items():
             target = self.opt / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(source, target)
@@ -115,17 +140,17 @@ class LocalLambda:
             "AWS_LAMBDA_FUNCTION_NAME": "function",
             "AWS_REGION": "us-east-1",
             "PYTHONUNBUFFERED": "1",
-            **self.env,
+            **env,
         }
         # As root a mount namespace is enough; otherwise a user namespace maps us to root inside it.
         userns = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
         command = [
             "unshare", *userns, "--mount", "--propagation", "private",
             "sh", "-c", _MOUNT_AND_EXEC, "sh", str(self.opt), str(self.state), str(STATE_DIR),
-            str(RIE), "--runtime-interface-emulator-address", f"127.0.0.1:{self.port}",
+            *rie, "--runtime-interface-emulator-address", f"127.0.0.1:{self.port}",
             # The Runtime API defaults to 127.0.0.1:9001: a port of its own lets environments run side by side.
             "--runtime-api-address", f"127.0.0.1:{self.runtime_api_port}",
-            *self.bootstrap,
+            *bootstrap,
         ]  # fmt: skip
         self._log = open(self.log_path, "wb")
         self.process = subprocess.Popen(
@@ -147,7 +172,7 @@ class LocalLambda:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
                 return
             except OSError:
-                time.sleep(0.02)
+                time.sleep(self.poll_interval)
         raise RuntimeError(f"RIE did not listen on 127.0.0.1:{self.port} within {timeout}s:\n{self.logs()}")
 
     def stop(self, timeout: float = 10.0) -> int:
@@ -177,21 +202,27 @@ class LocalLambda:
     # -- use ------------------------------------------------------------------------------------
     def invoke(self, payload: dict | None = None) -> dict:
         """Invoke once; return the decoded answer. A function error raises with the RIE's log."""
-        response = self.client.invoke(FunctionName="function", Payload=json.dumps(payload or {}))
+        for _ in range(50):
+            try:
+                response = self.client.invoke(FunctionName="function", Payload=json.dumps(payload or {}))
+                break
+            except botocore.exceptions.ClientError as e:
+                # In managed-instances mode the RIE answers 400 "no idle runtimes" while every runtime is busy
+                # or not yet back at /next (Lambda would route the invoke elsewhere): retry briefly.
+                if not self.managed_instances or e.response["ResponseMetadata"]["HTTPStatusCode"] != 400:
+                    raise
+                time.sleep(0.01)
+        else:
+            raise AssertionError(f"the RIE kept refusing invokes\n{self.logs()}")
         body = response["Payload"].read()
         if response.get("FunctionError"):
             raise AssertionError(f"function error {body!r}\n{self.logs()}")
-        self.last_response = json.loads(body)
-        return self.last_response
+        return json.loads(body)
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def wait_for_log(self, text: str, timeout: float = 5.0) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            logs = self.logs()
-            if text in logs:
-                return logs
-            time.sleep(0.02)
-        raise AssertionError(f"{text!r} not in the logs within {timeout}s:\n{self.logs()}")
+        if not wait_until(lambda: text in self.logs(), timeout, interval=0.02):
+            raise AssertionError(f"{text!r} not in the logs within {timeout}s:\n{self.logs()}")
+        return self.logs()

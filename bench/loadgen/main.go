@@ -42,7 +42,7 @@ func main() {
 	conns := flag.Int("c", 1, "concurrent connections")
 	total := flag.Int("n", 0, "requests in all (0: run for -d)")
 	duration := flag.Duration("d", 5*time.Second, "how long to run when -n is 0; also the upper bound when -n is set")
-	warmup := flag.Int("warmup", 0, "requests per connection before measuring")
+	warmup := flag.Int("warmup", 0, "requests before measuring, per connection's worth (sent one after another)")
 	flag.Parse()
 	if *url == "" || *conns < 1 {
 		fmt.Fprintln(os.Stderr, "usage: loadgen -url URL [-c N] [-n N | -d DURATION] [-warmup N]")

@@ -1,5 +1,6 @@
-"""A smoke run of the benchmark harness (bench/run.py) with tiny counts: every scenario runs end to
-end and the results file has the shape docs/performance.md relies on. Not a benchmark: the numbers
+"""A smoke run of the benchmark harness (bench/run.py) with tiny counts: every scenario but the layer
+zip sizes (which need `make layer`, not part of `make test`) runs end to end, and the results file
+has the shape docs/performance.md relies on. Not a benchmark: the numbers
 of so few samples mean nothing, so none is checked against a target."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from tools.local_lambda import EXTENSION, RIE
 
 @pytest.mark.timeout(120)
 def test_quick_run_writes_every_scenario(tmp_path, capsys):
-    # GIVEN the extension, the RIE and the layer zips that `make test` builds
+    # GIVEN the extension and the RIE that `make test` builds
     if not (EXTENSION.exists() and RIE.exists()):
         pytest.skip("run with `make test` (needs the extension build and the RIE)")
     # WHEN the harness runs every scenario with tiny counts and a store of 20 records
@@ -24,7 +25,7 @@ def test_quick_run_writes_every_scenario(tmp_path, capsys):
         "--max-records", "20", "--memory-invokes", "40", "--memory-samples", "4",
         "--api-requests", "20", "--load-seconds", "0.3", "--load-connections", "2",
         "--proxy-invokes", "10", "--proxy-body-invokes", "2", "--proxy-body-bytes", "100000", "--telemetry-starts", "1",
-        "--scenarios", "cold,warm,memory,proxy,telemetry",
+        "--scenarios", "cold,warm,warm-work,memory,gobench,proxy,telemetry", "--function-work-ms", "1",
     ])  # fmt: skip
     # THEN the JSON holds each scenario for each configuration, and the table names the targets
     saved = json.loads((tmp_path / "smoke.json").read_text())
@@ -35,6 +36,9 @@ def test_quick_run_writes_every_scenario(tmp_path, capsys):
     assert saved["coldStart"]["ours"]["extensionStartupMs"]["p50"] > 0
     assert saved["coldStart"]["floor"]["extensionStartupMs"]["p50"] > 0
     assert saved["warmInvoke"]["ratios"]["p50 ours/baseline"] > 0
+    for config in run.CONFIGS:  # scenario 2b: a tenth of the counts, at least 50
+        assert saved["warmInvokeWithWork"][config]["n"] == 50
+    assert saved["heapBytesPerRecord"] > 0
     memory = saved["memory"]
     assert memory["retainedAtEnd"] == 20 and memory["invokes"] == 40
     assert memory["atMaxRecords"]["rss"] > 0 and memory["floor"]["atEnd"]["rss"] > 0

@@ -22,7 +22,7 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture
-def start_lambda(request):
+def start_lambda():
     """Factory: start_lambda(function="go", env={...}, ...) -> started LocalLambda, cleaned up after."""
     started: list[LocalLambda] = []
 

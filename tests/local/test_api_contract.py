@@ -25,7 +25,7 @@ def call(port: int, method: str, path: str, query: str = "") -> tuple[int, bytes
 
 
 @pytest.fixture(scope="module")
-def api(request):
+def api():
     """An environment that has served three invocations; yields (port, request ids)."""
     from tools.local_lambda import LocalLambda, free_port, go_function
 

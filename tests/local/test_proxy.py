@@ -22,7 +22,7 @@ from openapi_core.testing import MockRequest, MockResponse
 
 from tests.local.test_api_contract import SPEC
 from tests.shared.history_checks import check_history_grows
-from tools.local_lambda import GO_BOOTSTRAP, ROOT, WRAPPER, LocalLambda, free_port, python_function
+from tools.local_lambda import GO_BOOTSTRAP, ROOT, WRAPPER, LocalLambda, free_port, python_function, wait_until
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CUSTOM_RUNTIME = [str(ROOT / ".venv/bin/python"), str(FIXTURES / "custom_runtime.py")]
@@ -43,12 +43,8 @@ def history(port: int, path: str = "/invocations") -> dict:
 def answered_record(port: int, timeout: float = 2.0) -> dict:
     """The newest record once the proxy has recorded the runtime's answer. The proxy records it
     before passing Lambda's 202 to the runtime, but the RIE may answer the invoker first."""
-    deadline = time.monotonic() + timeout
-    while True:
-        record = history(port)["invocations"][-1]
-        if "outcome" in record or time.monotonic() > deadline:
-            return record
-        time.sleep(0.01)
+    wait_until(lambda: "outcome" in history(port)["invocations"][-1], timeout, interval=0.01)
+    return history(port)["invocations"][-1]
 
 
 def raw_invoke(local: LocalLambda, payload: dict) -> tuple[int, bytes]:

@@ -9,22 +9,18 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
-import time
 import urllib.request
 from pathlib import Path
 
-import botocore.exceptions
 import jsonschema
 import pytest
 from openapi_core.testing import MockRequest, MockResponse
 
-import tools.local_lambda
 from tests.local.test_api_contract import SPEC
-from tools.local_lambda import GO_BOOTSTRAP, ROOT, LocalLambda, free_port
+from tools.local_lambda import GO_BOOTSTRAP, ROOT, LocalLambda, free_port, wait_until
 
 TESTDATA = ROOT / "extension_src/internal/telemetryapi/testdata"
 SCHEMA = TESTDATA / "telemetry-event.schema.json"
-MI_RIE = Path(__file__).parent / "fixtures/rie-managed-instances.sh"
 CONCURRENCY = 4
 
 
@@ -143,20 +139,13 @@ def test_metrics_off_switch(start_lambda):
 
 
 @pytest.fixture
-def managed_instances(monkeypatch):
+def managed_instances():
     """Factory: an environment on the RIE in managed-instances mode running the Go sample."""
-    monkeypatch.setenv("INVOCATION_HISTORY_TEST_RIE", str(tools.local_lambda.RIE))
-    monkeypatch.setattr(tools.local_lambda, "RIE", MI_RIE)
     started = []
 
     def start(env: dict | None = None) -> LocalLambda:
-        env = {
-            "AWS_LAMBDA_MAX_CONCURRENCY": str(CONCURRENCY),
-            "INVOCATION_HISTORY_EXTENSION_HTTP_PORT": str(free_port()),
-            "INVOCATION_HISTORY_TEST_RIE": str(Path(tools.local_lambda.ROOT / ".local/bin/aws-lambda-rie")),
-            **(env or {}),
-        }
-        local = LocalLambda(["/opt/bootstrap"], env=env, opt_files={"bootstrap": GO_BOOTSTRAP})
+        env = {"INVOCATION_HISTORY_EXTENSION_HTTP_PORT": str(free_port()), **(env or {})}
+        local = LocalLambda([str(GO_BOOTSTRAP)], env=env, managed_instances=CONCURRENCY)
         started.append(local)
         return local.start()
 
@@ -165,36 +154,13 @@ def managed_instances(monkeypatch):
         local.cleanup()
 
 
-def invoke_with_retry(local: LocalLambda) -> dict:
-    # The RIE refuses an invoke with 400 "no idle runtimes" while all its workers are busy or not
-    # yet back at /next; Lambda would route it elsewhere. Retry briefly.
-    for _ in range(50):
-        try:
-            return local.invoke({})
-        except botocore.exceptions.ClientError as e:
-            if e.response["ResponseMetadata"]["HTTPStatusCode"] != 400:
-                raise
-            time.sleep(0.01)
-    raise AssertionError("the RIE kept refusing invokes")
-
-
-def wait_for(predicate, timeout: float = 3.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    return predicate()
-
-
 def test_managed_instances_concurrent_invokes_are_all_recorded(managed_instances):
     # GIVEN the RIE in managed-instances mode: no INVOKE events, a real Telemetry API
     local = managed_instances()
     port = int(local.env["INVOCATION_HISTORY_EXTENSION_HTTP_PORT"])
     # WHEN it is invoked from several threads at once
     with concurrent.futures.ThreadPoolExecutor(CONCURRENCY) as pool:
-        answers = list(pool.map(lambda _: invoke_with_retry(local), range(5 * CONCURRENCY)))
+        answers = list(pool.map(lambda _: local.invoke({}), range(5 * CONCURRENCY)))
     ids = {a["requestId"] for a in answers}
     assert len(ids) == 5 * CONCURRENCY
     # THEN every invocation is recorded, from telemetry, with its status and duration
@@ -203,7 +169,7 @@ def test_managed_instances_concurrent_invokes_are_all_recorded(managed_instances
         done = {r["awsRequestId"]: r for r in records if "durationMs" in r}
         return records if ids <= done.keys() else None
 
-    records = wait_for(complete)
+    records = wait_until(complete, timeout=3.0, interval=0.02)
     assert records, f"not all recorded with a duration: {get(port, '/invocations')}\n{local.logs()}"
     assert len(records) == len(ids)
     for r in records:
@@ -228,6 +194,6 @@ def test_managed_instances_concurrent_invokes_are_all_recorded(managed_instances
 
 def test_managed_instances_with_telemetry_off_warns_that_history_is_empty(managed_instances):
     local = managed_instances({"INVOCATION_HISTORY_EXTENSION_TELEMETRY": "off"})
-    invoke_with_retry(local)
+    local.invoke({})
     local.stop()
     assert "the history stays empty" in local.logs()
