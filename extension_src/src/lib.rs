@@ -1,0 +1,9 @@
+//! The invocation history extension as a library: `main.rs` only wires these parts, so tests
+//! drive them directly. One module per contract (docs/architecture.md); the store (`history`)
+//! depends on the standard library only, everything else feeds it or reads it.
+
+pub mod config;
+pub mod history;
+pub mod log;
+pub mod serve;
+pub mod time;
