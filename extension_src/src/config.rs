@@ -106,7 +106,10 @@ impl Config {
     /// Reads the configuration through `getenv`; every invalid value falls back to its default and
     /// is reported once in the returned warnings.
     pub fn from_env(getenv: impl Fn(&str) -> Option<String>) -> (Self, Vec<Warning>) {
-        let mut r = Reader { getenv: &getenv, warnings: Vec::new() };
+        let mut r = Reader {
+            getenv: &getenv,
+            warnings: Vec::new(),
+        };
         let runtime_api = getenv(ENV_RUNTIME_API).map(|v| v.trim().to_owned()).unwrap_or_default();
 
         let http_port = r.int_in(ENV_HTTP_PORT, 1, 65535, DEFAULT_HTTP_PORT);
@@ -117,12 +120,31 @@ impl Config {
         let mut telemetry = Telemetry {
             enabled: r.on_off(ENV_TELEMETRY, true),
             port: r.int_in(ENV_TELEMETRY_PORT, 0, 65535, DEFAULT_TELEMETRY_PORT),
-            max_items: r.int_in(ENV_TELEMETRY_MAX_ITEMS, TELEMETRY_MAX_ITEMS.0, TELEMETRY_MAX_ITEMS.1, TELEMETRY_MAX_ITEMS.2),
-            max_bytes: r.int_in(ENV_TELEMETRY_MAX_BYTES, TELEMETRY_MAX_BYTES.0, TELEMETRY_MAX_BYTES.1, TELEMETRY_MAX_BYTES.2),
-            timeout_ms: r.int_in(ENV_TELEMETRY_TIMEOUT_MS, TELEMETRY_TIMEOUT_MS.0, TELEMETRY_TIMEOUT_MS.1, TELEMETRY_TIMEOUT_MS.2),
+            max_items: r.int_in(
+                ENV_TELEMETRY_MAX_ITEMS,
+                TELEMETRY_MAX_ITEMS.0,
+                TELEMETRY_MAX_ITEMS.1,
+                TELEMETRY_MAX_ITEMS.2,
+            ),
+            max_bytes: r.int_in(
+                ENV_TELEMETRY_MAX_BYTES,
+                TELEMETRY_MAX_BYTES.0,
+                TELEMETRY_MAX_BYTES.1,
+                TELEMETRY_MAX_BYTES.2,
+            ),
+            timeout_ms: r.int_in(
+                ENV_TELEMETRY_TIMEOUT_MS,
+                TELEMETRY_TIMEOUT_MS.0,
+                TELEMETRY_TIMEOUT_MS.1,
+                TELEMETRY_TIMEOUT_MS.2,
+            ),
         };
         if telemetry.port != 0 && telemetry.port == http_port {
-            r.warn(ENV_TELEMETRY_PORT, format!("the local API already uses this port ({ENV_HTTP_PORT})"), DEFAULT_TELEMETRY_PORT.to_string());
+            r.warn(
+                ENV_TELEMETRY_PORT,
+                format!("the local API already uses this port ({ENV_HTTP_PORT})"),
+                DEFAULT_TELEMETRY_PORT.to_string(),
+            );
             telemetry.port = DEFAULT_TELEMETRY_PORT;
         }
 
@@ -143,11 +165,19 @@ impl Config {
         };
         if let (true, Some(owner)) = (proxy.enabled, port_owner(proxy.port)) {
             if port_owner(DEFAULT_RUNTIME_PROXY_PORT).is_none() {
-                r.warn_value(ENV_RUNTIME_PROXY_PORT, proxy.port.to_string(), format!("the port of {owner}"), DEFAULT_RUNTIME_PROXY_PORT.to_string());
+                r.warn_value(
+                    ENV_RUNTIME_PROXY_PORT,
+                    proxy.port.to_string(),
+                    format!("the port of {owner}"),
+                    DEFAULT_RUNTIME_PROXY_PORT.to_string(),
+                );
                 proxy.port = DEFAULT_RUNTIME_PROXY_PORT;
             } else {
                 // The default is taken too: the function keeps talking to Lambda directly.
-                let reason = format!("its port {} is the port of {owner}; set {ENV_RUNTIME_PROXY_PORT} to a free port", proxy.port);
+                let reason = format!(
+                    "its port {} is the port of {owner}; set {ENV_RUNTIME_PROXY_PORT} to a free port",
+                    proxy.port
+                );
                 r.warn(ENV_RUNTIME_PROXY, reason, "off".to_owned());
                 proxy.enabled = false;
             }
@@ -165,7 +195,10 @@ impl Config {
             }
         }
 
-        let mut metrics = Metrics { enabled: r.on_off(ENV_METRICS, true), namespace: DEFAULT_METRICS_NAMESPACE.to_owned() };
+        let mut metrics = Metrics {
+            enabled: r.on_off(ENV_METRICS, true),
+            namespace: DEFAULT_METRICS_NAMESPACE.to_owned(),
+        };
         if let Some(v) = r.lookup(ENV_METRICS_NAMESPACE) {
             match valid_namespace(v.trim()) {
                 Ok(()) => v.trim().clone_into(&mut metrics.namespace),
@@ -175,15 +208,31 @@ impl Config {
 
         // Our own variable wins; Lambda's advanced-logging level applies otherwise.
         let mut log_level = Level::Info;
-        let level_setting = r.lookup(ENV_LOG_LEVEL).map(|v| (ENV_LOG_LEVEL, v)).or_else(|| r.lookup(ENV_LAMBDA_LOG_LEVEL).map(|v| (ENV_LAMBDA_LOG_LEVEL, v)));
+        let level_setting = r
+            .lookup(ENV_LOG_LEVEL)
+            .map(|v| (ENV_LOG_LEVEL, v))
+            .or_else(|| r.lookup(ENV_LAMBDA_LOG_LEVEL).map(|v| (ENV_LAMBDA_LOG_LEVEL, v)));
         if let Some((variable, v)) = level_setting {
             match Level::parse(&v) {
                 Some(level) => log_level = level,
-                None => r.warn(variable, "want one of TRACE, DEBUG, INFO, WARN, ERROR, FATAL".to_owned(), "INFO".to_owned()),
+                None => r.warn(
+                    variable,
+                    "want one of TRACE, DEBUG, INFO, WARN, ERROR, FATAL".to_owned(),
+                    "INFO".to_owned(),
+                ),
             }
         }
 
-        let config = Self { http_port, max_records, max_wait, log_level, runtime_api, telemetry, metrics, proxy };
+        let config = Self {
+            http_port,
+            max_records,
+            max_wait,
+            log_level,
+            runtime_api,
+            telemetry,
+            metrics,
+            proxy,
+        };
         (config, r.warnings)
     }
 }
@@ -206,7 +255,12 @@ impl<F: Fn(&str) -> Option<String>> Reader<'_, F> {
     }
 
     fn warn_value(&mut self, variable: &'static str, value: String, reason: String, default: String) {
-        self.warnings.push(Warning { variable, value, reason, default });
+        self.warnings.push(Warning {
+            variable,
+            value,
+            reason,
+            default,
+        });
     }
 
     fn int_in<T>(&mut self, variable: &'static str, lo: T, hi: T, default: T) -> T

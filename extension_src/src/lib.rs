@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod history;
+pub mod http_client;
 pub mod log;
 pub mod serve;
 pub mod time;

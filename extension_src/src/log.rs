@@ -114,7 +114,10 @@ impl fmt::Display for Value<'_> {
 /// Plain when it is safe to read plain, quoted and escaped otherwise (empty, spaces, `=`, `"`,
 /// control characters).
 fn write_str_value(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
-    let plain = !s.is_empty() && !s.chars().any(|c| c.is_whitespace() || c.is_control() || c == '"' || c == '=' || c == '\\');
+    let plain = !s.is_empty()
+        && !s
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '"' || c == '=' || c == '\\');
     if plain {
         return f.write_str(s);
     }
@@ -148,11 +151,15 @@ impl Logger {
     /// A logger writing lines at `level` and above to stdout, tagged with the extension's `name`.
     #[must_use]
     pub fn stdout(level: Level, name: &'static str) -> Self {
-        Self::new(level, name, Arc::new(|line: &str| {
-            // One write per line, so lines never interleave; a closed stdout is not our problem to
-            // report (there is nowhere to report it).
-            let _ = std::io::stdout().lock().write_all(line.as_bytes());
-        }))
+        Self::new(
+            level,
+            name,
+            Arc::new(|line: &str| {
+                // One write per line, so lines never interleave; a closed stdout is not our problem to
+                // report (there is nowhere to report it).
+                let _ = std::io::stdout().lock().write_all(line.as_bytes());
+            }),
+        )
     }
 
     #[must_use]
@@ -211,7 +218,17 @@ mod tests {
     #[test]
     fn lines_are_logfmt_with_quoting_where_needed() {
         let (log, lines) = Logger::capture(Level::Info);
-        log.warn("invalid configuration, using the default", &[("variable", "X".into()), ("value", "".into()), ("reason", "want \"on\"".into()), ("n", 3u64.into()), ("ms", 1.25.into()), ("on", true.into())]);
+        log.warn(
+            "invalid configuration, using the default",
+            &[
+                ("variable", "X".into()),
+                ("value", "".into()),
+                ("reason", "want \"on\"".into()),
+                ("n", 3u64.into()),
+                ("ms", 1.25.into()),
+                ("on", true.into()),
+            ],
+        );
         log.debug("hidden", &[]);
         log.info("ready", &[("value", "a=b\nc".into())]);
         let got = lines.lock().unwrap_or_else(PoisonError::into_inner).clone();

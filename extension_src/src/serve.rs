@@ -33,7 +33,9 @@ pub type Body = BoxBody<Bytes, BoxError>;
 /// A whole body from bytes.
 #[must_use]
 pub fn full(bytes: impl Into<Bytes>) -> Body {
-    http_body_util::Full::new(bytes.into()).map_err(|never: Infallible| match never {}).boxed()
+    http_body_util::Full::new(bytes.into())
+        .map_err(|never: Infallible| match never {})
+        .boxed()
 }
 
 /// An AWS-style JSON error: `{"errorType": "...", "errorMessage": "..."}`.
@@ -50,7 +52,10 @@ pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<
     body.push(b'\n');
     let mut response = Response::new(full(body));
     *response.status_mut() = status;
-    response.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
     response
 }
 
@@ -67,7 +72,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_connections: 64, header_timeout: Duration::from_secs(5), max_header_bytes: 16 << 10 }
+        Self {
+            max_connections: 64,
+            header_timeout: Duration::from_secs(5),
+            max_header_bytes: 16 << 10,
+        }
     }
 }
 
@@ -108,7 +117,10 @@ where
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let mut connections = JoinSet::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).max_buf_size(limits.max_header_bytes.max(8192));
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192));
     loop {
         let accepted = tokio::select! {
             biased;

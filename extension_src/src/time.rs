@@ -95,7 +95,8 @@ impl Timestamp {
 }
 
 fn digits(b: &[u8]) -> Option<i64> {
-    b.iter().try_fold(0i64, |n, c| c.is_ascii_digit().then(|| n * 10 + i64::from(c - b'0')))
+    b.iter()
+        .try_fold(0i64, |n, c| c.is_ascii_digit().then(|| n * 10 + i64::from(c - b'0')))
 }
 
 fn is_leap(year: i64) -> bool {
@@ -143,7 +144,13 @@ impl fmt::Display for Timestamp {
         let nanos = self.0.rem_euclid(NANOS_PER_SEC);
         let (year, month, day) = civil_from_days(secs.div_euclid(SECS_PER_DAY));
         let tod = secs.rem_euclid(SECS_PER_DAY);
-        write!(f, "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}", tod / 3600, tod / 60 % 60, tod % 60)?;
+        write!(
+            f,
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
+            tod / 3600,
+            tod / 60 % 60,
+            tod % 60
+        )?;
         if nanos != 0 {
             let mut fraction = nanos;
             let mut width = 9;

@@ -219,7 +219,13 @@ impl Store {
         if query.limit > 0 && up_to > query.limit {
             after = after.max(up_to - query.limit);
         }
-        (Window { after: after.min(up_to), up_to }, inner.counts())
+        (
+            Window {
+                after: after.min(up_to),
+                up_to,
+            },
+            inner.counts(),
+        )
     }
 
     /// Calls `f` on up to `max` records with `after < sequence <= up_to`, oldest first, under the
@@ -254,7 +260,11 @@ impl Store {
     /// id without missing its record, take the future first, then look the id up, then await.
     #[must_use]
     pub fn appended(&self) -> Appended<'_> {
-        Appended { store: self, generation: self.lock().generation, waker_id: None }
+        Appended {
+            store: self,
+            generation: self.lock().generation,
+            waker_id: None,
+        }
     }
 
     /// Copies of every retained record, oldest first (for tests and tools).
@@ -365,7 +375,10 @@ impl Inner {
             Entry::Vacant(e) => {
                 // New, or its earlier updates were just evicted (their order entry went with them).
                 self.pending_order.push_back(e.key().clone());
-                e.insert(Pending { updates: vec![update], bytes });
+                e.insert(Pending {
+                    updates: vec![update],
+                    bytes,
+                });
             }
         }
         // Applied ids linger in the order until reached: keep the order bounded too.

@@ -194,7 +194,12 @@ impl TraceId {
             b'1' => true,
             _ => return None,
         };
-        Some(XrayTrace { epoch: hex_bytes(&b[7..15])?, id: hex_bytes(&b[16..40])?, parent: hex_bytes(&b[48..64])?, sampled })
+        Some(XrayTrace {
+            epoch: hex_bytes(&b[7..15])?,
+            id: hex_bytes(&b[16..40])?,
+            parent: hex_bytes(&b[48..64])?,
+            sampled,
+        })
     }
 
     fn heap_bytes(&self) -> usize {
@@ -314,7 +319,10 @@ impl Record {
     /// Heap bytes this record holds beyond its own struct (the shared ARN is not counted).
     #[must_use]
     pub fn heap_bytes(&self) -> usize {
-        let extra = self.extra.as_ref().map_or(0, |e| size_of::<Extra>() + e.error_type.as_ref().map_or(0, |t| t.len()));
+        let extra = self
+            .extra
+            .as_ref()
+            .map_or(0, |e| size_of::<Extra>() + e.error_type.as_ref().map_or(0, |t| t.len()));
         self.request_id.heap_bytes() + self.trace_id.as_ref().map_or(0, TraceId::heap_bytes) + extra
     }
 }
@@ -342,7 +350,14 @@ mod tests {
 
     #[test]
     fn other_shapes_stay_text_and_read_back_exactly() {
-        for id in ["8476A536-E9F4-11E8-9739-2DFE598C3FCD", "not-a-uuid", "", "8476a536-e9f4-11e8-9739-2dfe598c3fc", "8476a536+e9f4-11e8-9739-2dfe598c3fcd", "é476a536-e9f4-11e8-9739-2dfe598c3f"] {
+        for id in [
+            "8476A536-E9F4-11E8-9739-2DFE598C3FCD",
+            "not-a-uuid",
+            "",
+            "8476a536-e9f4-11e8-9739-2dfe598c3fc",
+            "8476a536+e9f4-11e8-9739-2dfe598c3fcd",
+            "é476a536-e9f4-11e8-9739-2dfe598c3f",
+        ] {
             let rid = RequestId::new(id);
             assert!(matches!(rid, RequestId::Text(_)), "{id}");
             assert_eq!(rid.to_string(), id);

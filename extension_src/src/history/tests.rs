@@ -42,7 +42,13 @@ fn append_stamps_sequence_time_and_cold_start() {
     invoke(&s, "first");
     invoke(&s, "second");
     let records = s.records();
-    assert_eq!(records.iter().map(|r| (r.sequence, r.invocated_at.0, r.cold_start)).collect::<Vec<_>>(), [(1, 10, true), (2, 11, false)]);
+    assert_eq!(
+        records
+            .iter()
+            .map(|r| (r.sequence, r.invocated_at.0, r.cold_start))
+            .collect::<Vec<_>>(),
+        [(1, 10, true), (2, 11, false)]
+    );
 }
 
 #[test]
@@ -81,7 +87,11 @@ fn visit_pages_and_skips_records_evicted_since_the_window() {
     invoke(&s, &id(5));
     invoke(&s, &id(6)); // evicts 1 and 2; 3 is the oldest now
     let next = s.visit(1, w.up_to, 10, |r| seen.push(r.sequence));
-    assert_eq!((seen, next), (vec![1, 2, 3, 4], 4), "the window's end holds, evicted records are skipped");
+    assert_eq!(
+        (seen, next),
+        (vec![1, 2, 3, 4], 4),
+        "the window's end holds, evicted records are skipped"
+    );
 }
 
 #[test]
@@ -172,7 +182,10 @@ fn held_updates_of_one_id_are_bounded() {
     }
     assert_eq!(s.counts().pending_updates_dropped, 3);
     invoke(&s, "busy");
-    assert_eq!(s.get("busy").unwrap().billed_duration_ms, u32::try_from(MAX_PENDING_PER_ID - 1).unwrap());
+    assert_eq!(
+        s.get("busy").unwrap().billed_duration_ms,
+        u32::try_from(MAX_PENDING_PER_ID - 1).unwrap()
+    );
 }
 
 #[test]
@@ -188,7 +201,11 @@ fn held_updates_are_bounded_in_bytes() {
     assert_eq!(inner.pending_dropped, 7);
     drop(inner);
     s.update("huge", MAX_PENDING_BYTES + 1, |_| {});
-    assert_eq!(s.counts().pending_updates_dropped, 8, "an update larger than the budget is refused and counted");
+    assert_eq!(
+        s.counts().pending_updates_dropped,
+        8,
+        "an update larger than the budget is refused and counted"
+    );
 }
 
 #[test]
