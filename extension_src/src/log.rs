@@ -151,15 +151,16 @@ impl Logger {
     /// A logger writing lines at `level` and above to stdout, tagged with the extension's `name`.
     #[must_use]
     pub fn stdout(level: Level, name: &'static str) -> Self {
-        Self::new(
-            level,
-            name,
-            Arc::new(|line: &str| {
-                // One write per line, so lines never interleave; a closed stdout is not our problem to
-                // report (there is nowhere to report it).
-                let _ = std::io::stdout().lock().write_all(line.as_bytes());
-            }),
-        )
+        Self::new(level, name, Self::stdout_sink())
+    }
+
+    /// Whole lines to stdout, one write each so lines never interleave. A closed stdout is not
+    /// reported: there is nowhere to report it.
+    #[must_use]
+    pub fn stdout_sink() -> Sink {
+        Arc::new(|line: &str| {
+            let _ = std::io::stdout().lock().write_all(line.as_bytes());
+        })
     }
 
     #[must_use]
