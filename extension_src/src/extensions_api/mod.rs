@@ -45,7 +45,10 @@ const HEADER_ERROR_TYPE: &str = "Lambda-Extension-Function-Error-Type";
 const HEADER_FEATURE: &str = "Lambda-Extension-Accept-Feature";
 const CONTENT_TYPE_JSON: (&str, &str) = ("Content-Type", "application/json");
 
-const BASE_PATH: &str = "/2020-01-01/extension";
+const REGISTER_PATH: &str = "/2020-01-01/extension/register";
+const NEXT_EVENT_PATH: &str = "/2020-01-01/extension/event/next";
+const INIT_ERROR_PATH: &str = "/2020-01-01/extension/init/error";
+const EXIT_ERROR_PATH: &str = "/2020-01-01/extension/exit/error";
 
 /// Bounds what the client reads from the API: events are a few hundred bytes.
 const MAX_ANSWER_BYTES: usize = 1 << 20;
@@ -136,17 +139,15 @@ impl Client {
         struct Body<'a> {
             events: &'a [EventType],
         }
-        let body = serde_json::to_vec(&Body { events }).map_err(|e| Error {
-            operation: OPERATION,
-            kind: ErrorKind::Decode(e.to_string()),
-        })?;
+        // Strings and unit variants cannot fail to serialize.
+        let body = serde_json::to_vec(&Body { events }).unwrap_or_default();
         // The Go extension asked for the account id; kept so Lambda answers the same way.
         let headers = [(HEADER_NAME, name), (HEADER_FEATURE, "accountId"), CONTENT_TYPE_JSON];
         let answer = call(
             &mut self.connection,
             OPERATION,
             Method::POST,
-            "/register",
+            REGISTER_PATH,
             &headers,
             body.into(),
             Some(REGISTER_TIMEOUT),
@@ -185,7 +186,7 @@ impl Client {
             &mut self.connection,
             OPERATION,
             Method::GET,
-            "/event/next",
+            NEXT_EVENT_PATH,
             headers,
             Bytes::new(),
             None,
@@ -200,12 +201,12 @@ impl Client {
     /// Reports a failure during init; Lambda then fails the init phase. `error_type` must look
     /// like `Extension.<Reason>`.
     pub async fn init_error(&mut self, error_type: &str, message: &str) -> Result<(), Error> {
-        self.report_error("report /init/error", "/init/error", error_type, message).await
+        self.report_error("report /init/error", INIT_ERROR_PATH, error_type, message).await
     }
 
     /// Reports a failure before the extension exits.
     pub async fn exit_error(&mut self, error_type: &str, message: &str) -> Result<(), Error> {
-        self.report_error("report /exit/error", "/exit/error", error_type, message).await
+        self.report_error("report /exit/error", EXIT_ERROR_PATH, error_type, message).await
     }
 
     async fn report_error(&mut self, operation: &'static str, path: &str, error_type: &str, message: &str) -> Result<(), Error> {
@@ -220,10 +221,7 @@ impl Client {
             error_type,
             error_message: truncate(message, MAX_REPORT_MESSAGE_BYTES),
         })
-        .map_err(|e| Error {
-            operation,
-            kind: ErrorKind::Decode(e.to_string()),
-        })?;
+        .unwrap_or_default();
         let all = [
             (HEADER_ERROR_TYPE, error_type),
             CONTENT_TYPE_JSON,
@@ -247,7 +245,7 @@ impl Client {
     }
 }
 
-/// Sends one request under `BASE_PATH` and turns a non-2xx answer into an error.
+/// Sends one request and turns a non-2xx answer into an error.
 async fn call(
     connection: &mut Connection,
     operation: &'static str,
@@ -257,11 +255,8 @@ async fn call(
     body: Bytes,
     timeout: Option<Duration>,
 ) -> Result<Answer, Error> {
-    let mut full_path = String::with_capacity(BASE_PATH.len() + path.len());
-    full_path.push_str(BASE_PATH);
-    full_path.push_str(path);
     let answer = connection
-        .send(method, &full_path, headers, body, MAX_ANSWER_BYTES, timeout)
+        .send(method, path, headers, body, MAX_ANSWER_BYTES, timeout)
         .await
         .map_err(|e| Error {
             operation,
