@@ -7,5 +7,6 @@ pub mod extensions_api;
 pub mod history;
 pub mod http_client;
 pub mod log;
+pub mod metrics;
 pub mod serve;
 pub mod time;
