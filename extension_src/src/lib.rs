@@ -3,8 +3,10 @@
 //! depends on the standard library only, everything else feeds it or reads it.
 
 pub mod config;
+pub mod extensions_api;
 pub mod history;
 pub mod http_client;
 pub mod log;
+pub mod metrics;
 pub mod serve;
 pub mod time;
