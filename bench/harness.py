@@ -51,6 +51,8 @@ ARCHES = {"x86_64": "amd64", "arm64": "arm64"}
 RUST_TARGETS = {"x86_64": "x86_64-unknown-linux-musl", "arm64": "aarch64-unknown-linux-musl"}
 HOST_ARCH = {"aarch64": "arm64", "amd64": "x86_64"}.get(platform.machine(), platform.machine())
 MIB = 1024 * 1024
+# Starts the build information the Go linker writes into every Go binary, stripped or not.
+GO_BUILD_INFO_MAGIC = b"\xff Go buildinf:"
 # Extra environment for our extension's environments (--ours-env), for what-if runs.
 OURS_ENV: dict[str, str] = {}
 
@@ -150,7 +152,10 @@ def floor_rs(arch: str = HOST_ARCH) -> Path:
     # Links static arm64 binaries without a C cross-compiler (issue 11).
     env.setdefault("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER", "rust-lld")
     command = ["cargo", "build", "--quiet", "--release", "--locked", "--target", triple, "--target-dir", str(target_dir)]
-    done = subprocess.run(command, cwd=BENCH / "floor-rs", env=env, capture_output=True, text=True)
+    try:
+        done = subprocess.run(command, cwd=BENCH / "floor-rs", env=env, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise SystemExit("cargo is needed to build the bench's floor (bench/floor-rs): install Rust with rustup") from None
     if done.returncode != 0:
         raise SystemExit(
             f"building bench/floor-rs for {triple} failed (exit {done.returncode}):\n{done.stderr}\n"
@@ -189,27 +194,27 @@ def programs() -> Programs:
 
 
 def extension_build() -> dict:
-    """What the extension under test is: its size, and the Go version that built it (None when it is
-    not a Go binary), so that a results file says which implementation it measured."""
-    go = subprocess.run(["go", "version", str(EXTENSION)], capture_output=True, text=True)
-    built_with = go.stdout.rsplit(":", 1)[-1].strip() if go.returncode == 0 else None
-    return {"bytes": EXTENSION.stat().st_size, "go": built_with, "language": "Go" if built_with else "Rust"}
+    """What the extension under test is, so that a results file says which implementation it
+    measured: its size, and for a Go binary (one with Go's build information) the Go that built it."""
+    is_go = GO_BUILD_INFO_MAGIC in EXTENSION.read_bytes()
+    return {"bytes": EXTENSION.stat().st_size, "language": "Go" if is_go else "Rust", "go": tool_version("go", "version", str(EXTENSION)) if is_go else None}
+
+
+def tool_version(*command: str) -> str | None:
+    try:
+        done = subprocess.run(command, capture_output=True, text=True)
+    except FileNotFoundError:
+        return None
+    return done.stdout.strip().rsplit(": ", 1)[-1] if done.returncode == 0 else None
 
 
 def machine() -> dict:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), "?")
-
-    def version(*command: str) -> str:
-        try:
-            return subprocess.run(command, capture_output=True, text=True).stdout.strip()
-        except FileNotFoundError:
-            return "absent"
-
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     dirty = bool(subprocess.run(["git", "status", "--porcelain", "extension_src"], cwd=ROOT, capture_output=True, text=True).stdout.strip())
     return {
         "cpu": cpu, "cores": os.cpu_count(), "kernel": platform.release(), "arch": platform.machine(),
-        "go": version("go", "version"), "rustc": version("rustc", "--version"), "python": platform.python_version(),
+        "go": tool_version("go", "version"), "rustc": tool_version("rustc", "--version"), "python": platform.python_version(),
         "commit": commit + ("-dirty" if dirty else ""), "loadAverageAtStart": os.getloadavg(),
     }  # fmt: skip
 

@@ -192,7 +192,7 @@ def chart(results: dict, path: Path) -> bool:
         ax.axhline(limit, color="red", linestyle=":", label=f"target {limit:g} MiB")
         ax.set_xticks(range(len(ARCHES)), list(ARCHES))
         ax.set_title("layer zip size (MiB)")
-        ax.legend(fontsize=8, loc="upper left")
+        ax.legend(fontsize=8, loc="upper center")
     if nrows == 3:
         chart_modes(modes, axes[2])
     fig.tight_layout()
