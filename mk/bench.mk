@@ -1,11 +1,14 @@
-# The benchmark harness (issue 6): the extension's cost against no extension and a floor extension,
-# as ratios measured in one run under the RIE. Quick by default; `make bench BENCH_ARGS=--full` for
-# the published numbers (docs/performance.md). Every count is a flag: `$(PY) -m bench.run --help`.
+# The benchmark harness (bench/run.py, scenarios in bench/scenarios/): the extension's cost against
+# no extension and the floor extensions (bench/floor-rs in Rust, the floor; bench/floor in Go, a
+# reference row), as ratios measured in one run under the RIE, with issue 11's targets. Quick by
+# default; `make bench BENCH_ARGS=--full` for the published numbers (docs/performance.md). Every
+# count is a flag: `$(PY) -m bench.run --help`. The harness builds the floors itself (cargo, musl
+# targets for both architectures: `rustup target add x86_64-unknown-linux-musl aarch64-unknown-linux-musl`).
 BENCH_ARGS ?=
 
 .PHONY: bench bench-venv
 
-bench: venv rie build layer bench-venv ## measure cost vs no extension and a floor (BENCH_ARGS=--full for the published run)
+bench: venv rie build layer bench-venv ## measure cost vs no extension and the floors (BENCH_ARGS=--full for the published run)
 	$(PY) -m bench.run $(BENCH_ARGS)
 
 bench-venv: $(VENV)/.bench-installed

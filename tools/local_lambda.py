@@ -9,6 +9,7 @@ function.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import shutil
@@ -19,6 +20,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import boto3
 import botocore.config
@@ -49,6 +51,34 @@ def wait_until(predicate, timeout: float, interval: float = 0.005):
     while not (value := predicate()) and time.monotonic() < deadline:
         time.sleep(interval)
     return value
+
+
+def local_api_get(port: int, path: str, timeout: float = 5.0) -> tuple[int, bytes, dict[str, str]]:
+    """GET path from the extension's local API on 127.0.0.1:port, on a connection of its own: status,
+    body and headers, whatever the status. http.client rather than urllib, which would route
+    through a proxy named in the environment and raise on error statuses callers want to check."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read(), dict(response.getheaders())
+    finally:
+        conn.close()
+
+
+def local_api_json(port: int, path: str, timeout: float = 5.0) -> dict:
+    """The decoded answer of a GET that must succeed (local_api_get)."""
+    status, body, _ = local_api_get(port, path, timeout)
+    if status != 200:
+        raise AssertionError(f"GET {path} on port {port}: {status} {body[:300]!r}")
+    return json.loads(body)
+
+
+T = TypeVar("T")
+
+
+class NoIdleRuntime(Exception):
+    """An invoke the RIE refused with "no idle runtimes" (see LocalLambda.refused)."""
 
 
 def free_port() -> int:
@@ -202,22 +232,34 @@ class LocalLambda:
     # -- use ------------------------------------------------------------------------------------
     def invoke(self, payload: dict | None = None) -> dict:
         """Invoke once; return the decoded answer. A function error raises with the RIE's log."""
-        for _ in range(50):
+        def attempt() -> dict:
             try:
-                response = self.client.invoke(FunctionName="function", Payload=json.dumps(payload or {}))
-                break
+                return self.client.invoke(FunctionName="function", Payload=json.dumps(payload or {}))
             except botocore.exceptions.ClientError as e:
-                # In managed-instances mode the RIE answers 400 "no idle runtimes" while every runtime is busy
-                # or not yet back at /next (Lambda would route the invoke elsewhere): retry briefly.
-                if not self.managed_instances or e.response["ResponseMetadata"]["HTTPStatusCode"] != 400:
-                    raise
-                time.sleep(0.01)
-        else:
-            raise AssertionError(f"the RIE kept refusing invokes\n{self.logs()}")
+                if self.refused(e.response["ResponseMetadata"]["HTTPStatusCode"]):
+                    raise NoIdleRuntime from e
+                raise
+
+        response = self.until_accepted(attempt)
         body = response["Payload"].read()
         if response.get("FunctionError"):
             raise AssertionError(f"function error {body!r}\n{self.logs()}")
         return json.loads(body)
+
+    def refused(self, status: int) -> bool:
+        """Whether an invoke answered with this status was refused for want of an idle runtime: in
+        managed-instances mode the RIE answers 400 "no idle runtimes" while every runtime is busy or
+        not yet back at /next (Lambda would route the invoke elsewhere)."""
+        return bool(self.managed_instances) and status == 400
+
+    def until_accepted(self, attempt: Callable[[], T], attempts: int = 200, pause: float = 0.005) -> T:
+        """Call attempt (one invoke, raising NoIdleRuntime when refused) until the RIE takes it."""
+        for _ in range(attempts):
+            try:
+                return attempt()
+            except NoIdleRuntime:
+                time.sleep(pause)
+        raise AssertionError(f"the RIE kept refusing invokes\n{self.logs()}")
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
