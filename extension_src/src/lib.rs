@@ -5,6 +5,7 @@
 pub mod config;
 pub mod history;
 pub mod http_client;
+pub mod local_api;
 pub mod log;
 pub mod serve;
 pub mod time;
