@@ -19,9 +19,10 @@ use crate::history::{Record, RequestId, Store, TraceId, Window};
 use crate::serve::BoxError;
 use crate::time::Timestamp;
 
-/// Records encoded per body frame, under the store's lock: about 256 bytes of JSON each, so a page
-/// is ~32 KiB and holds the lock for some tens of microseconds (writers wait no longer than that).
-pub const PAGE_RECORDS: usize = 128;
+/// Records encoded per body frame, under the store's lock. A Lambda-shaped record is ~400 bytes
+/// of JSON and ~1 µs to encode, so a page is ~26 KiB and holds the lock ~50-100 µs: a writer (the
+/// event loop recording an INVOKE) waits no longer than that behind a reader of the whole store.
+pub const PAGE_RECORDS: usize = 64;
 
 /// Appends `record` as the API shows it: a field that is not known (zero, empty, not finite) is
 /// omitted.
