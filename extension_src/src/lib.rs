@@ -6,6 +6,7 @@ pub mod config;
 pub mod extensions_api;
 pub mod history;
 pub mod http_client;
+pub mod local_api;
 pub mod log;
 pub mod metrics;
 pub mod serve;
