@@ -138,29 +138,43 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
 }
 
 impl fmt::Display for Timestamp {
-    /// RFC 3339 in UTC with the fraction's trailing zeros trimmed (Go's `RFC3339Nano`).
+    /// RFC 3339 in UTC with the fraction's trailing zeros trimmed (Go's `RFC3339Nano`). Written
+    /// into a stack buffer and out in one piece: the local API writes three per record.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let secs = self.0.div_euclid(NANOS_PER_SEC);
         let nanos = self.0.rem_euclid(NANOS_PER_SEC);
         let (year, month, day) = civil_from_days(secs.div_euclid(SECS_PER_DAY));
         let tod = secs.rem_euclid(SECS_PER_DAY);
-        write!(
-            f,
-            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
-            tod / 3600,
-            tod / 60 % 60,
-            tod % 60
-        )?;
-        if nanos != 0 {
-            let mut fraction = nanos;
-            let mut width = 9;
-            while fraction % 10 == 0 {
-                fraction /= 10;
-                width -= 1;
-            }
-            write!(f, ".{fraction:0width$}")?;
+        if !(0..=9999).contains(&year) {
+            return write!(f, "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", tod / 3600, tod / 60 % 60, tod % 60);
         }
-        f.write_str("Z")
+        let mut out = *b"0000-00-00T00:00:00.000000000Z";
+        put_digits(&mut out[0..4], year);
+        put_digits(&mut out[5..7], month);
+        put_digits(&mut out[8..10], day);
+        put_digits(&mut out[11..13], tod / 3600);
+        put_digits(&mut out[14..16], tod / 60 % 60);
+        put_digits(&mut out[17..19], tod % 60);
+        let end = if nanos == 0 {
+            19
+        } else {
+            put_digits(&mut out[20..29], nanos);
+            let mut end = 29;
+            while out[end - 1] == b'0' {
+                end -= 1;
+            }
+            end
+        };
+        out[end] = b'Z';
+        f.write_str(std::str::from_utf8(&out[..=end]).unwrap_or_default())
+    }
+}
+
+/// Writes `n` as decimal digits filling `out`, zero-padded.
+fn put_digits(out: &mut [u8], mut n: i64) {
+    for digit in out.iter_mut().rev() {
+        *digit = b'0' + u8::try_from(n % 10).unwrap_or(0);
+        n /= 10;
     }
 }
 

@@ -17,7 +17,7 @@ use std::task::{Context, Poll, Waker};
 
 pub use record::{Extra, Outcome, Record, RequestId, Source, Status, TraceId};
 
-use crate::time::{Clock, Timestamp};
+use crate::time::Clock;
 
 /// The ring's first allocation. It doubles up to the capacity as records arrive, so an
 /// environment that serves a few invocations holds a few records' worth.
@@ -470,7 +470,7 @@ impl Hasher for PrehashedKey {
 /// A clock for tests: the time moves only when the test says.
 #[cfg(test)]
 pub(crate) fn fixed_clock(nanos: i64) -> Clock {
-    Arc::new(move || Timestamp(nanos))
+    Arc::new(move || crate::time::Timestamp(nanos))
 }
 
 #[cfg(test)]

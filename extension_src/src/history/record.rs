@@ -8,7 +8,7 @@
 //! are set rarely (init duration, error type, the Runtime API proxy's fields) live in one
 //! optional boxed `Extra`.
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::sync::Arc;
 
 use crate::time::Timestamp;
@@ -109,17 +109,41 @@ impl fmt::Display for RequestId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Uuid(b) => {
+                let mut out = [0u8; 36];
+                let mut at = 0;
                 for (i, byte) in b.iter().enumerate() {
                     if matches!(i, 4 | 6 | 8 | 10) {
-                        f.write_char('-')?;
+                        out[at] = b'-';
+                        at += 1;
                     }
-                    write!(f, "{byte:02x}")?;
+                    at = put_hex(&mut out, at, *byte);
                 }
-                Ok(())
+                f.write_str(ascii(&out))
             }
             Self::Text(text) => f.write_str(text),
         }
     }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Writes `byte` as two lowercase hex digits at `at`; returns the next position.
+fn put_hex(out: &mut [u8], at: usize, byte: u8) -> usize {
+    out[at] = HEX[usize::from(byte >> 4)];
+    out[at + 1] = HEX[usize::from(byte & 0xf)];
+    at + 2
+}
+
+fn put_all(out: &mut [u8], mut at: usize, bytes: &[u8]) -> usize {
+    for &b in bytes {
+        at = put_hex(out, at, b);
+    }
+    at
+}
+
+/// The buffers above hold ASCII only.
+fn ascii(out: &[u8]) -> &str {
+    std::str::from_utf8(out).unwrap_or_default()
 }
 
 impl fmt::Debug for RequestId {
@@ -214,13 +238,12 @@ impl fmt::Display for TraceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Xray(x) => {
-                f.write_str("Root=1-")?;
-                x.epoch.iter().try_for_each(|b| write!(f, "{b:02x}"))?;
-                f.write_char('-')?;
-                x.id.iter().try_for_each(|b| write!(f, "{b:02x}"))?;
-                f.write_str(";Parent=")?;
-                x.parent.iter().try_for_each(|b| write!(f, "{b:02x}"))?;
-                f.write_str(if x.sampled { ";Sampled=1" } else { ";Sampled=0" })
+                let mut out = *b"Root=1-00000000-000000000000000000000000;Parent=0000000000000000;Sampled=0";
+                put_all(&mut out, 7, &x.epoch);
+                put_all(&mut out, 16, &x.id);
+                put_all(&mut out, 48, &x.parent);
+                out[73] = if x.sampled { b'1' } else { b'0' };
+                f.write_str(ascii(&out))
             }
             Self::Text(text) => f.write_str(text),
         }

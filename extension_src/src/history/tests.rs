@@ -38,7 +38,7 @@ fn evicts_the_oldest_and_counts_what_it_dropped() {
 fn append_stamps_sequence_time_and_cold_start() {
     let tick = Arc::new(AtomicI64::new(10));
     let clock = Arc::clone(&tick);
-    let s = Store::new(10, Arc::new(move || Timestamp(clock.fetch_add(1, Ordering::SeqCst))));
+    let s = Store::new(10, Arc::new(move || crate::time::Timestamp(clock.fetch_add(1, Ordering::SeqCst))));
     invoke(&s, "first");
     invoke(&s, "second");
     let records = s.records();
