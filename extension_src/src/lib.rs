@@ -7,4 +7,5 @@ pub mod history;
 pub mod http_client;
 pub mod log;
 pub mod serve;
+pub mod telemetry;
 pub mod time;
