@@ -84,12 +84,12 @@ impl Applier {
                 // The report, when it comes, is authoritative.
                 InitPhase::RuntimeDone => {
                     if let (true, Some(status)) = (init.init_status.is_empty(), event.status) {
-                        init.init_status = status.as_str().to_owned();
+                        status.as_str().clone_into(&mut init.init_status);
                     }
                 }
                 InitPhase::Report => {
                     if let Some(status) = event.status {
-                        init.init_status = status.as_str().to_owned();
+                        status.as_str().clone_into(&mut init.init_status);
                     }
                     if event.duration_ms > 0.0 {
                         init.init_duration_ms = event.duration_ms;

@@ -1,6 +1,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -836,29 +837,39 @@ async fn the_body_bound_holds_while_reading() {
     // Declared far beyond the limit: refused without reading.
     let declared = http_body_util::Full::new(Bytes::from(vec![b' '; 500_000]));
     assert_eq!(read_body(declared, 4096).await, Err(ReadError::TooLarge));
-    // Undeclared (streamed): counted as it arrives.
-    assert_eq!(read_body(Chunks(10), 4096).await, Err(ReadError::TooLarge));
-    assert_eq!(read_body(Chunks(4), 4096).await.map(|b| b.len()), Ok(4000));
+    // Undeclared (streamed): counted as it arrives, and the reading stops soon past the bound.
+    let endless = Chunks(Arc::new(AtomicUsize::new(1000)));
+    assert_eq!(read_body(endless.clone(), 4096).await, Err(ReadError::TooLarge));
+    let left = endless.0.load(Ordering::Relaxed);
+    assert!(left > 900, "read {} chunks of 1,000 bytes for a 4,096-byte bound", 1000 - left);
+    assert_eq!(
+        read_body(Chunks(Arc::new(AtomicUsize::new(4))), 4096).await.map(|b| b.len()),
+        Ok(4000)
+    );
     let small = http_body_util::Full::new(Bytes::from_static(b"[]"));
     assert_eq!(read_body(small, 4096).await, Ok(b"[]".to_vec()));
     assert_eq!(body_limit(262_144), 262_144 + 65_536);
 }
 
-/// A body of `n` chunks of 1,000 bytes, its length not declared.
-struct Chunks(usize);
+/// A body of chunks of 1,000 bytes (as many as the counter says), its length not declared.
+#[derive(Clone)]
+struct Chunks(Arc<AtomicUsize>);
 
 impl hyper::body::Body for Chunks {
     type Data = Bytes;
     type Error = std::convert::Infallible;
 
     fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
+        self: std::pin::Pin<&mut Self>,
         _: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
-        if self.0 == 0 {
+        if self
+            .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_err()
+        {
             return std::task::Poll::Ready(None);
         }
-        self.0 -= 1;
         std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(Bytes::from(vec![b' '; 1000])))))
     }
 }
