@@ -10,4 +10,5 @@ pub mod local_api;
 pub mod log;
 pub mod metrics;
 pub mod serve;
+pub mod telemetry;
 pub mod time;
