@@ -6,5 +6,6 @@ pub mod config;
 pub mod history;
 pub mod http_client;
 pub mod log;
+pub mod runtime_proxy;
 pub mod serve;
 pub mod time;
