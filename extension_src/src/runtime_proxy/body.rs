@@ -173,6 +173,14 @@ impl UpstreamBody {
     }
 }
 
+impl Drop for UpstreamBody {
+    fn drop(&mut self) {
+        if self.lease.is_some() {
+            self.shared.runtime_disconnected(&self.method, self.uri.path());
+        }
+    }
+}
+
 impl Body for UpstreamBody {
     type Data = Bytes;
     type Error = BoxError;

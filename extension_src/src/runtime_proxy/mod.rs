@@ -155,7 +155,16 @@ impl Shared {
         }
         let upstream_request = Request::from_parts(head, ForwardBody::new(body, tally.clone()));
 
-        let (response, connection) = match self.upstream.send(upstream_request).await {
+        let mut waiting = Waiting {
+            shared: &self,
+            method: &method,
+            path: uri.path(),
+            answered: false,
+        };
+        let sent = self.upstream.send(upstream_request).await;
+        waiting.answered = true;
+        drop(waiting);
+        let (response, connection) = match sent {
             Ok(answer) => answer,
             Err(e) => return self.upstream_failed(&method, uri.path(), &e),
         };
@@ -216,18 +225,22 @@ impl Shared {
         });
     }
 
+    /// The runtime went away (killed at a timeout or at shutdown, often mid long-poll on
+    /// `/next`): nobody is left to answer, and the upstream did nothing wrong.
+    fn runtime_disconnected(&self, method: &Method, path: &str) {
+        self.log.debug(
+            "runtime proxy: runtime disconnected",
+            &[("method", method.as_str().into()), ("path", path.into())],
+        );
+    }
+
     fn upstream_failed(&self, method: &Method, path: &str, error: &UpstreamError) -> Response<Body> {
         let from_runtime = match error {
             UpstreamError::Http(e) => std::error::Error::source(e).is_some_and(|s| s.is::<RuntimeBodyError>()),
             _ => false,
         };
         if from_runtime {
-            // The runtime went away mid-body (killed at a timeout or at shutdown): nobody is
-            // left to answer, and the upstream did nothing wrong.
-            self.log.debug(
-                "runtime proxy: runtime disconnected",
-                &[("method", method.as_str().into()), ("path", path.into())],
-            );
+            self.runtime_disconnected(method, path);
             return serve::json_error(
                 StatusCode::BAD_REQUEST,
                 "Runtime.ProxyRequestBodyFailed",
@@ -264,6 +277,23 @@ impl Shared {
                 ("error", reason.as_str().into()),
             ],
         );
+    }
+}
+
+/// A request waiting for the upstream's answer; dropped unanswered, its runtime went away
+/// (the server drops a request's handler when its connection closes).
+struct Waiting<'a> {
+    shared: &'a Shared,
+    method: &'a Method,
+    path: &'a str,
+    answered: bool,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.shared.runtime_disconnected(self.method, self.path);
+        }
     }
 }
 

@@ -402,6 +402,10 @@ async fn runtime_disconnect_is_not_an_upstream_error_and_reaches_lambda() {
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert_eq!(h.proxy.stats().upstream_errors, 0);
     assert!(!h.logs().contains("upstream failed"), "{}", h.logs());
+    let line = format!(
+        "level=DEBUG msg=\"runtime proxy: runtime disconnected\" extension=invocation-history-extension method=GET path={PATH_NEXT}\n"
+    );
+    assert!(h.logs().contains(&line), "{}", h.logs());
 }
 
 #[tokio::test]
@@ -628,16 +632,24 @@ async fn long_waits_on_a_runtime_connection_are_never_cut() {
         answer(202, &[], "")
     })
     .await;
-    let mut runtime = Connection::new(&h.address);
-    let next = runtime.send(Method::GET, PATH_NEXT, &[], Bytes::new(), 1024, None).await.unwrap();
-    assert_eq!(next.status, 200);
+    // One connection, never re-opened: a runtime whose kept connection the proxy closed would
+    // see its answer fail.
+    let mut runtime = hyper_runtime::<http_body_util::Full<Bytes>>(&h.address).await;
+    let request = |method: Method, path: &str, body: &'static [u8]| {
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "x")
+            .body(http_body_util::Full::new(Bytes::from_static(body)))
+            .unwrap()
+    };
+    let next = runtime.send_request(request(Method::GET, PATH_NEXT, b"")).await.unwrap();
+    assert_eq!(next.status(), 200);
+    next.into_body().collect().await.unwrap();
     tokio::time::sleep(Duration::from_secs(15 * 60)).await;
     let path = "/2018-06-01/runtime/invocation/slow/response";
-    let answered = runtime
-        .send(Method::POST, path, &[], Bytes::from_static(b"{}"), 1024, None)
-        .await
-        .unwrap();
-    assert_eq!(answered.status, 202);
+    let answered = runtime.send_request(request(Method::POST, path, b"{}")).await.unwrap();
+    assert_eq!(answered.status(), 202);
     assert_eq!(h.record("slow").outcome, Some(Outcome::Success));
     assert_eq!(h.proxy.stats().upstream_errors, 0);
 }
@@ -1310,6 +1322,7 @@ async fn a_slow_runtime_holds_the_upstream_back_with_bounded_buffering() {
     drop(runtime);
     wait_for("the upstream connection to close", || upstream_closed.load(Ordering::SeqCst)).await;
     assert_eq!(h.proxy.stats().upstream_errors, 0);
+    assert!(h.logs().contains("runtime proxy: runtime disconnected"), "{}", h.logs());
     assert_eq!(h.record("big").extra.unwrap().runtime_received_at, Timestamp(NOW));
 }
 
