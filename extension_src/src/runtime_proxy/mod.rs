@@ -69,7 +69,7 @@ pub struct RuntimeProxy {
     shared: Arc<Shared>,
 }
 
-pub(crate) struct Shared {
+struct Shared {
     upstream: Upstream,
     store: Arc<Store>,
     log: Logger,

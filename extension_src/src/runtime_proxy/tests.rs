@@ -1348,3 +1348,88 @@ fn kernel_queues(addresses: &[&str]) -> Option<usize> {
     }
     Some(total)
 }
+
+// ---------------------------------------------------------------------------------------------
+// Lifecycle and odd clients.
+
+#[tokio::test]
+async fn shutdown_ends_by_its_deadline_with_a_long_poll_in_flight() {
+    let h = setup(|_| async {
+        std::future::pending::<()>().await;
+        answer(200, &[], "")
+    })
+    .await;
+    let mut runtime = TcpStream::connect(&h.address).await.unwrap();
+    runtime
+        .write_all(format!("GET {PATH_NEXT} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    wait_for("the long poll to reach the proxy", || h.proxy.stats().forwarded == 1).await;
+    let started = tokio::time::Instant::now();
+    let stats = h.proxy.shutdown(started + Duration::from_millis(100)).await;
+    assert!(started.elapsed() < Duration::from_millis(500), "{:?}", started.elapsed());
+    assert_eq!(
+        stats,
+        Stats {
+            forwarded: 1,
+            upstream_errors: 0
+        }
+    );
+    assert!(TcpStream::connect(&h.address).await.is_err(), "still listening after shutdown");
+}
+
+/// An HTTP/1.0 runtime sends no Host: the upstream, on HTTP/1.1, gets the upstream's.
+#[tokio::test]
+async fn a_request_without_host_gets_the_upstreams() {
+    let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream_address = upstream.local_addr().unwrap().to_string();
+    let h = proxy_to(&upstream_address).await;
+    let mut runtime = TcpStream::connect(&h.address).await.unwrap();
+    runtime.write_all(b"GET /2099-01-01/x HTTP/1.0\r\n\r\n").await.unwrap();
+    let (mut stream, _) = upstream.accept().await.unwrap();
+    let head = read_head(&mut stream, &mut Vec::new()).await;
+    assert!(head.starts_with("GET /2099-01-01/x HTTP/1.1\r\n"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains(&format!("host: {upstream_address}\r\n")),
+        "{head}"
+    );
+}
+
+/// The parsers on many arbitrary inputs (the fuzz targets go further): no panic, and whatever
+/// they accept is fit to store.
+#[test]
+fn parsers_take_arbitrary_input() {
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let alphabet = b"/%0123456789abcdefABCDEFnext-response_error.~ \x00\x7f\xc3\xa9";
+    for _ in 0..20_000 {
+        let len = (next() % 80) as usize;
+        let mut bytes: Vec<u8> = b"/2018-06-01/runtime/invocation/".to_vec();
+        bytes.extend((0..len).map(|_| alphabet[(next() % alphabet.len() as u64) as usize]));
+        let path = String::from_utf8_lossy(&bytes);
+        for method in [Method::GET, Method::POST] {
+            if let RuntimeRequest::Response(id) | RuntimeRequest::Error(id) = classify(&method, &path) {
+                assert!(!id.is_empty() && id.len() <= parse::MAX_REQUEST_ID_BYTES, "{path:?}");
+                assert!(!id.contains('/') && !id.chars().any(char::is_control), "{path:?} gave {id:?}");
+            }
+        }
+        if let Ok(value) = HeaderValue::from_bytes(&bytes[31..]) {
+            let mut headers = HeaderMap::new();
+            headers.insert(HEADER_REQUEST_ID, value.clone());
+            headers.insert(HEADER_DEADLINE, value.clone());
+            headers.insert("connection", value);
+            if let Some(event) = next_event(&headers) {
+                assert!(event.request_id.len() <= parse::MAX_REQUEST_ID_BYTES);
+                assert!(event.deadline_ms.is_none_or(|d| (1..=parse::MAX_DEADLINE_MS).contains(&d)));
+            }
+            strip_hop_by_hop(&mut headers);
+            assert!(!headers.contains_key("connection"));
+        }
+        let _ = error_type_from_body(&bytes);
+    }
+}
