@@ -199,17 +199,8 @@ where
             hyper::service::service_fn(move |request: Request<Incoming>| {
                 activity.request_started();
                 let guard = BodyEnd(Arc::clone(&activity));
-                let pending = match host_rejection(&request) {
-                    Some(rejection) => Err(rejection),
-                    None => Ok(handler(request)),
-                };
-                async move {
-                    let response = match pending {
-                        Ok(response) => response.await,
-                        Err(rejection) => rejection,
-                    };
-                    Ok::<_, Infallible>(response.map(|body| TrackedBody { body, _end: guard }))
-                }
+                let response = handler(request);
+                async move { Ok::<_, Infallible>(response.await.map(|body| TrackedBody { body, _end: guard })) }
             })
         };
         let io = TrackedStream {
@@ -271,7 +262,7 @@ async fn refuse(mut stream: TcpStream, answer: Arc<[u8]>) {
 }
 
 /// HTTP/1.1 requires exactly one Host header (RFC 9112, section 3.2); hyper does not check.
-fn host_rejection<B>(request: &Request<B>) -> Option<Response<Body>> {
+pub fn host_rejection<B>(request: &Request<B>) -> Option<Response<Body>> {
     let hosts = request.headers().get_all(HOST).iter().count();
     let valid = if request.version() == Version::HTTP_11 {
         hosts == 1

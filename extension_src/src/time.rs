@@ -146,7 +146,13 @@ impl fmt::Display for Timestamp {
         let (year, month, day) = civil_from_days(secs.div_euclid(SECS_PER_DAY));
         let tod = secs.rem_euclid(SECS_PER_DAY);
         if !(0..=9999).contains(&year) {
-            return write!(f, "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", tod / 3600, tod / 60 % 60, tod % 60);
+            return write!(
+                f,
+                "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+                tod / 3600,
+                tod / 60 % 60,
+                tod % 60
+            );
         }
         let mut out = *b"0000-00-00T00:00:00.000000000Z";
         put_digits(&mut out[0..4], year);

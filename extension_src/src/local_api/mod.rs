@@ -102,7 +102,15 @@ impl LocalApi {
         let handler_api = Arc::clone(&api);
         let server = Server::start(listener, SERVER_LIMITS, log, move |request| {
             let api = Arc::clone(&handler_api);
-            async move { api.handle(&request).await }
+            // The local API holds callers to HTTP/1.1's Host rule; the proxy and the telemetry
+            // listener take what their peers send.
+            let rejected = serve::host_rejection(&request);
+            async move {
+                match rejected {
+                    Some(rejection) => rejection,
+                    None => api.handle(&request).await,
+                }
+            }
         });
         Self { api, server }
     }

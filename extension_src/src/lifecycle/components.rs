@@ -1,0 +1,395 @@
+//! The extension's optional parts, each started on its own and stopped within one deadline. A
+//! part that cannot start is logged once (naming the variable and value) and left out; the
+//! function never waits for it.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::{Options, new_environment_id};
+use crate::config::{ENV_HTTP_PORT, ENV_RUNTIME_PROXY_PORT, ENV_RUNTIME_PROXY_UPSTREAM, ENV_TELEMETRY_PORT};
+use crate::extensions_api::Registration;
+use crate::history::{Counts, Store};
+use crate::local_api::{self, Environment, Features, LocalApi};
+use crate::log::{Logger, Value};
+use crate::metrics::{self, Dimensions, Durations, Emitter};
+use crate::runtime_proxy::{self, RuntimeProxy};
+use crate::telemetry::{self, Applier, Buffering, Subscription, TelemetryListener};
+
+/// Bounds the one subscription PUT: a local call that answers in microseconds; the bound only
+/// matters when something is wrong, and then init goes on.
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The running parts.
+pub struct Components {
+    log: Logger,
+    env: Environment,
+    local_api: Option<LocalApi>,
+    proxy: Option<RuntimeProxy>,
+    proxy_state: &'static str,
+    telemetry: Option<TelemetryListener>,
+    /// Filled by telemetry's reports; written by the metrics part once it starts.
+    durations_ready: Option<Arc<Durations>>,
+    metrics: Option<MetricsPart>,
+}
+
+struct MetricsPart {
+    emitter: Emitter,
+    dimensions: Dimensions,
+    durations: Option<(Arc<Durations>, watch::Sender<bool>, tokio::task::JoinHandle<()>)>,
+}
+
+/// What the parts counted, for the summary line and the stopped metric.
+pub struct Summary {
+    telemetry: Option<telemetry::Stats>,
+    durations_dropped: Option<u64>,
+    proxy: Option<runtime_proxy::Stats>,
+    metrics: Option<(Emitter, Dimensions)>,
+}
+
+impl Components {
+    /// Starts the local API. A taken port is logged and the extension runs on: invocations are
+    /// still recorded and the function gets a connection error it can explain.
+    pub async fn start_local_api(o: &Options, store: Arc<Store>, managed: bool) -> Self {
+        let env = Environment {
+            environment_id: new_environment_id(),
+            function_name: o.env("AWS_LAMBDA_FUNCTION_NAME"),
+            function_version: o.env("AWS_LAMBDA_FUNCTION_VERSION"),
+            memory_mb: o.env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE").trim().parse().unwrap_or(0),
+            region: o.env("AWS_REGION"),
+            init_type: o.env("AWS_LAMBDA_INITIALIZATION_TYPE"),
+            init_started_at: o.started,
+            managed_instances: managed,
+            extension_version: o.version.to_owned(),
+            features: Features {
+                telemetry: "off",
+                runtime_proxy: false,
+                s3_export: false,
+                // MAX_WAIT_MS=0 turns the wait off.
+                request_id_wait: !o.config.max_wait.is_zero(),
+            },
+            limits: local_api::Limits {
+                max_records: o.config.max_records,
+                max_wait_ms: u64::try_from(o.config.max_wait.as_millis()).unwrap_or(u64::MAX),
+            },
+        };
+        let local_api = match local_api::bind(o.config.http_port).await {
+            Ok(listener) => Some(LocalApi::start(listener, store, env.clone(), o.config.max_wait, o.log.clone())),
+            Err(e) => {
+                o.log.error(
+                    "local API not started: cannot listen; invocations are still recorded",
+                    &[
+                        ("variable", ENV_HTTP_PORT.into()),
+                        ("port", o.config.http_port.into()),
+                        ("error", e.to_string().as_str().into()),
+                    ],
+                );
+                None
+            }
+        };
+        Self {
+            log: o.log.clone(),
+            env,
+            local_api,
+            proxy: None,
+            proxy_state: "off",
+            telemetry: None,
+            durations_ready: None,
+            metrics: None,
+        }
+    }
+
+    /// Starts the Runtime API proxy when it is on, and publishes its address for the wrapper only
+    /// once it listens. Any failure leaves the runtime on Lambda's API: the wrapper finds no address.
+    pub async fn start_runtime_proxy(&mut self, o: &Options, store: &Arc<Store>) {
+        if let Some(file) = &o.proxy_address_file {
+            // Never point a runtime at a proxy that is not there.
+            let _ = std::fs::remove_file(file);
+        }
+        let cfg = &o.config.proxy;
+        if !cfg.enabled {
+            return;
+        }
+        self.proxy_state = "failed";
+        // An upstream that is unreachable (or this proxy itself, by a name that resolves here) is
+        // reported and the proxy is not published: the wrapper leaves the runtime on Lambda's API.
+        // It still listens, so whoever calls it directly gets a clear 502, not a refused connection.
+        let checked = RuntimeProxy::check_upstream(&cfg.upstream, cfg.port).await;
+        if let Err(reason) = &checked {
+            self.log.error(
+                "runtime proxy not published; the runtime uses the Runtime API directly",
+                &[
+                    ("variable", ENV_RUNTIME_PROXY_UPSTREAM.into()),
+                    ("value", (&cfg.upstream).into()),
+                    ("error", reason.as_str().into()),
+                ],
+            );
+        }
+        let listener = match TcpListener::bind(("127.0.0.1", cfg.port)).await {
+            Ok(listener) => listener,
+            Err(e) => {
+                self.log.error(
+                    "runtime proxy not started: cannot listen; the runtime uses the Runtime API directly",
+                    &[
+                        ("variable", ENV_RUNTIME_PROXY_PORT.into()),
+                        ("port", cfg.port.into()),
+                        ("error", e.to_string().as_str().into()),
+                    ],
+                );
+                return;
+            }
+        };
+        let address = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        self.proxy = Some(RuntimeProxy::start(
+            listener,
+            cfg.upstream.clone(),
+            Arc::clone(store),
+            o.log.clone(),
+            Arc::clone(&o.clock),
+        ));
+        if checked.is_err() {
+            return;
+        }
+        self.env.features.runtime_proxy = true;
+        self.proxy_state = "on";
+        if let Some(file) = &o.proxy_address_file
+            && let Err(e) = write_file_atomic(file, &address)
+        {
+            let file = file.to_string_lossy();
+            self.log.error(
+                "runtime proxy listens but its address cannot be published; the wrapper will not use it",
+                &[("file", file.as_ref().into()), ("error", e.to_string().as_str().into())],
+            );
+            self.proxy_state = "failed";
+        }
+    }
+
+    /// Binds the telemetry listener when telemetry is on (`None` when off).
+    pub async fn bind_telemetry(o: &Options) -> Option<std::io::Result<(TcpListener, String)>> {
+        if o.config.telemetry.enabled {
+            Some(telemetry::bind(o.config.telemetry.port).await)
+        } else {
+            None
+        }
+    }
+
+    pub fn set_registration(&mut self, registration: &Registration) {
+        if !registration.function_name.is_empty() {
+            self.env.function_name.clone_from(&registration.function_name);
+        }
+        if !registration.function_version.is_empty() {
+            self.env.function_version.clone_from(&registration.function_version);
+        }
+    }
+
+    /// Subscribes to the Telemetry API and serves the listener only while the subscription is in
+    /// effect. Returns a note for the ready line when telemetry is unsupported here (the RIE).
+    pub async fn start_telemetry(
+        &mut self,
+        o: &Options,
+        store: &Arc<Store>,
+        managed: bool,
+        extension_id: &str,
+        bound: Option<std::io::Result<(TcpListener, String)>>,
+    ) -> Option<String> {
+        let (listener, host) = match bound? {
+            Ok(bound) => bound,
+            Err(e) => {
+                self.log.error(
+                    "telemetry listener not started; records are INVOKE-only",
+                    &[
+                        ("variable", ENV_TELEMETRY_PORT.into()),
+                        ("port", o.config.telemetry.port.into()),
+                        ("error", e.to_string().as_str().into()),
+                    ],
+                );
+                self.env.features.telemetry = "failed";
+                return None;
+            }
+        };
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+        // Durations of enriched records feed the InvocationDuration metric (metrics on only).
+        let durations = o.config.metrics.enabled.then(|| Arc::new(Durations::new()));
+        let on_report: Option<Box<dyn Fn(f64) + Send + Sync>> = durations.as_ref().map(|d| {
+            let d = Arc::clone(d);
+            let clock = Arc::clone(&o.clock);
+            Box::new(move |ms: f64| d.add(ms, clock())) as Box<dyn Fn(f64) + Send + Sync>
+        });
+        let applier = Applier::new(Arc::clone(store), managed, on_report);
+        let t = &o.config.telemetry;
+        let max_body = telemetry::body_limit(t.max_bytes);
+        let running = TelemetryListener::start(listener, applier, max_body, o.log.clone());
+        let buffering = Buffering {
+            max_items: t.max_items,
+            max_bytes: t.max_bytes,
+            timeout_ms: t.timeout_ms,
+        };
+        let subscribed = telemetry::subscribe(&o.config.runtime_api, extension_id, &host, port, &buffering, SUBSCRIBE_TIMEOUT).await;
+        match subscribed {
+            Ok(Subscription::Subscribed) => {
+                self.telemetry = Some(running);
+                self.env.features.telemetry = "on";
+                self.durations_ready = durations;
+                None
+            }
+            Ok(Subscription::NotSupported) => {
+                running.shutdown(Instant::now()).await;
+                self.env.features.telemetry = "unsupported";
+                // Expected on the RIE: part of the ready line, not a line of its own.
+                Some("Telemetry.NotSupported: the Telemetry API is not available here; records are INVOKE-only".to_owned())
+            }
+            Err(reason) => {
+                running.shutdown(Instant::now()).await;
+                self.env.features.telemetry = "failed";
+                self.log.warn(
+                    "telemetry subscription failed; records are INVOKE-only",
+                    &[("error", reason.as_str().into())],
+                );
+                None
+            }
+        }
+    }
+
+    /// Writes the environment-started metric and starts the duration metrics when telemetry
+    /// brings durations.
+    pub fn start_metrics(&mut self, o: &Options, _store: &Arc<Store>) {
+        if !o.config.metrics.enabled {
+            return;
+        }
+        let emitter = Emitter::new(
+            o.config.metrics.namespace.clone(),
+            Arc::clone(&o.metrics_sink),
+            Arc::clone(&o.clock),
+        );
+        let dimensions = Dimensions {
+            function_name: self.env.function_name.clone(),
+            function_version: self.env.function_version.clone(),
+            environment_id: self.env.environment_id.clone(),
+            init_type: self.env.init_type.clone(),
+        };
+        emitter.started(&dimensions);
+        let durations = self.durations_ready.take().map(|durations| {
+            let (stop, stopped) = watch::channel(false);
+            let task = tokio::spawn(metrics::run_durations(
+                emitter.clone(),
+                dimensions.clone(),
+                Arc::clone(&durations),
+                Arc::clone(&o.clock),
+                stopped,
+            ));
+            (durations, stop, task)
+        });
+        self.metrics = Some(MetricsPart {
+            emitter,
+            dimensions,
+            durations,
+        });
+    }
+
+    /// Tells the local API who this environment is, now that registration and telemetry are known.
+    pub fn publish_environment(&self) {
+        if let Some(api) = &self.local_api {
+            api.set_environment(self.env.clone());
+        }
+    }
+
+    pub fn api_listening(&self) -> bool {
+        self.local_api.is_some()
+    }
+
+    pub fn telemetry_state(&self) -> &'static str {
+        self.env.features.telemetry
+    }
+
+    pub fn proxy_state(&self) -> &'static str {
+        self.proxy_state
+    }
+
+    /// Stops every part by `deadline`: the listeners first (telemetry delivers its last batch),
+    /// then the duration metrics write what is left.
+    pub async fn shutdown(self, deadline: Instant) -> Summary {
+        let (api, telemetry, proxy) = tokio::join!(
+            async {
+                if let Some(api) = self.local_api {
+                    api.shutdown(deadline).await;
+                }
+            },
+            async {
+                match self.telemetry {
+                    Some(listener) => Some(listener.shutdown(deadline).await),
+                    None => None,
+                }
+            },
+            async {
+                match self.proxy {
+                    Some(proxy) => Some(proxy.shutdown(deadline).await),
+                    None => None,
+                }
+            },
+        );
+        let () = api;
+        let mut durations_dropped = None;
+        let metrics = match self.metrics {
+            Some(part) => {
+                if let Some((durations, stop, task)) = part.durations {
+                    let _ = stop.send(true);
+                    let _ = tokio::time::timeout_at(deadline, task).await;
+                    durations_dropped = Some(durations.dropped());
+                }
+                Some((part.emitter, part.dimensions))
+            }
+            None => None,
+        };
+        Summary {
+            telemetry,
+            durations_dropped,
+            proxy,
+            metrics,
+        }
+    }
+}
+
+impl Summary {
+    pub fn write_stopped_metric(&self, lifetime_ms: f64, served: u64, reason: &str) {
+        if let Some((emitter, dimensions)) = &self.metrics {
+            emitter.stopped(dimensions, lifetime_ms, served, reason);
+        }
+    }
+
+    /// The parts' counters, named as the summary line has always named them.
+    pub fn append_counts(&self, attrs: &mut Vec<(&str, Value<'_>)>, counts: &Counts) {
+        if let Some(st) = &self.telemetry {
+            attrs.extend([
+                ("telemetryBatches", st.batches.into()),
+                ("telemetryEvents", st.events.into()),
+                ("telemetryIgnored", st.ignored.into()),
+                ("telemetryInvalid", st.invalid.into()),
+                ("telemetryRejected", st.rejected_batches.into()),
+                ("pendingUpdatesDropped", counts.pending_updates_dropped.into()),
+            ]);
+            if let Some(dropped) = self.durations_dropped {
+                attrs.push(("durationMetricsDropped", dropped.into()));
+            }
+        }
+        if let Some(st) = &self.proxy {
+            attrs.extend([
+                ("runtimeProxyForwarded", st.forwarded.into()),
+                ("runtimeProxyUpstreamErrors", st.upstream_errors.into()),
+            ]);
+        }
+    }
+}
+
+/// Writes `content` through a rename, so the wrapper never reads half of it.
+fn write_file_atomic(path: &Path, content: &str) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, content)?;
+    std::fs::rename(tmp, path)
+}

@@ -1,0 +1,191 @@
+//! The extension's life: start the parts, register, serve events until SHUTDOWN, stop the parts
+//! within the deadline, say what happened in one line.
+//!
+//! Each part (local API, Runtime API proxy, telemetry listener, duration metrics) is a component
+//! with a start and a bounded shutdown (`components.rs`); the event loop (`event_loop.rs`) knows
+//! only the Extensions API and the store.
+//!
+//! Lambda lifecycle: <https://docs.aws.amazon.com/lambda/latest/dg/runtimes-extensions-api.html>
+
+mod components;
+mod event_loop;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{Config, ENV_RUNTIME_API, ENV_TELEMETRY, Warning};
+use crate::extensions_api::{Client, EventType};
+use crate::history::Store;
+use crate::log::{Logger, Sink, Value};
+use crate::time::{Clock, Timestamp};
+
+pub use components::Components;
+pub use event_loop::ShutdownReason;
+
+/// Environment variables Lambda sets on Lambda Managed Instances.
+const ENV_INIT_TYPE: &str = "AWS_LAMBDA_INITIALIZATION_TYPE";
+const ENV_MAX_CONCURRENCY: &str = "AWS_LAMBDA_MAX_CONCURRENCY";
+
+/// The longest the parts may take to stop once SHUTDOWN arrives (Lambda gives extensions at
+/// least 300 ms when the function has any; a SHUTDOWN deadline sooner than this wins).
+const SHUTDOWN_BUDGET: Duration = Duration::from_millis(300);
+
+/// Reads one environment variable (`std::env::var` in Lambda, a map in tests).
+pub type Getenv = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// Everything the extension needs from outside, passed in so tests control each part.
+pub struct Options {
+    /// The registered name; must equal the executable's file name.
+    pub name: &'static str,
+    pub version: &'static str,
+    pub config: Config,
+    pub warnings: Vec<Warning>,
+    pub log: Logger,
+    /// The history; created by the caller so tests can read it.
+    pub store: Arc<Store>,
+    pub getenv: Getenv,
+    /// When the process started, for the start-up time and the lifetime.
+    pub started: Timestamp,
+    pub clock: Clock,
+    /// Where EMF metric lines go (stdout in Lambda).
+    pub metrics_sink: Sink,
+    /// Where the Runtime API proxy's address is published for the wrapper script (`None`: nowhere).
+    pub proxy_address_file: Option<PathBuf>,
+}
+
+impl Options {
+    fn env(&self, name: &str) -> String {
+        (self.getenv)(name).unwrap_or_default()
+    }
+
+    /// On Lambda Managed Instances an extension registers for SHUTDOWN only and gets no INVOKE
+    /// events; Lambda sets both variables there (the RIE's managed-instances mode too).
+    fn managed_instances(&self) -> bool {
+        self.env(ENV_INIT_TYPE) == crate::telemetry::INIT_TYPE_MANAGED_INSTANCES || !self.env(ENV_MAX_CONCURRENCY).trim().is_empty()
+    }
+}
+
+/// Runs the extension until SHUTDOWN, or until `terminated` resolves (SIGTERM), and returns the
+/// process's exit code.
+pub async fn run(o: Options, terminated: impl Future<Output = ()>) -> i32 {
+    let log = o.log.clone();
+    // 1. Every invalid setting once; the defaults are already in place.
+    for w in &o.warnings {
+        log.warn(
+            "invalid configuration, using the default",
+            &[
+                ("variable", w.variable.into()),
+                ("value", (&w.value).into()),
+                ("reason", (&w.reason).into()),
+                ("default", (&w.default).into()),
+            ],
+        );
+    }
+    let store = Arc::clone(&o.store);
+    let managed = o.managed_instances();
+
+    // 2. The local API listens before registering, so the first invocation can already ask.
+    let mut parts = Components::start_local_api(&o, Arc::clone(&store), managed).await;
+    if o.config.runtime_api.is_empty() {
+        log.error(
+            "cannot register: not running in Lambda",
+            &[("variable", ENV_RUNTIME_API.into()), ("value", "".into())],
+        );
+        parts.shutdown(tokio::time::Instant::now() + SHUTDOWN_BUDGET).await;
+        return 1;
+    }
+
+    // 3. The Runtime API proxy listens before registering: Lambda starts the runtime only once
+    //    every extension has registered, so the runtime finds it ready.
+    parts.start_runtime_proxy(&o, &store).await;
+
+    // 4. Register, binding the telemetry listener meanwhile (its address comes from a DNS lookup).
+    //    Without a registration there is no identifier to report an init error with: log, exit 1,
+    //    and Lambda fails the init.
+    let events: &[EventType] = if managed {
+        &[EventType::Shutdown]
+    } else {
+        &[EventType::Invoke, EventType::Shutdown]
+    };
+    let mut client = Client::new(&o.config.runtime_api);
+    let (registered, telemetry_bound) = tokio::join!(client.register(o.name, events), Components::bind_telemetry(&o));
+    let registration = match registered {
+        Ok(registration) => registration,
+        Err(e) => {
+            log.error(
+                "cannot register with the Extensions API",
+                &[("error", e.to_string().as_str().into())],
+            );
+            parts.shutdown(tokio::time::Instant::now() + SHUTDOWN_BUDGET).await;
+            return 1;
+        }
+    };
+    parts.set_registration(&registration);
+
+    // 5. Subscribe to telemetry: one PUT during init. Anything but a subscription closes the
+    //    listener and leaves INVOKE-only records.
+    let telemetry_note = parts
+        .start_telemetry(&o, &store, managed, client.extension_id(), telemetry_bound)
+        .await;
+    if managed && parts.telemetry_state() != "on" {
+        log.warn(
+            "on Lambda Managed Instances records come only from telemetry, which is not on: the history stays empty",
+            &[("telemetry", parts.telemetry_state().into()), ("variable", ENV_TELEMETRY.into())],
+        );
+    }
+    parts.publish_environment();
+
+    // 6. The environment-started metric, then the ready line.
+    parts.start_metrics(&o, &store);
+    let mut ready: Vec<(&str, Value<'_>)> = vec![
+        ("version", o.version.into()),
+        ("port", o.config.http_port.into()),
+        ("apiListening", parts.api_listening().into()),
+        ("maxRecords", o.config.max_records.into()),
+        ("telemetry", parts.telemetry_state().into()),
+        ("managedInstances", managed.into()),
+        ("startupMs", (o.clock)().millis_since(o.started).into()),
+    ];
+    if let Some(note) = &telemetry_note {
+        ready.push(("telemetryNote", note.as_str().into()));
+    }
+    if o.config.proxy.enabled {
+        ready.push(("runtimeProxy", parts.proxy_state().into()));
+    }
+    log.info("ready", &ready);
+
+    // 7. The event loop: nothing between INVOKE and the next /event/next that can wait.
+    let (reason, deadline) = event_loop::run(&mut client, &store, &log, terminated).await;
+
+    // 8. Stop the parts within the deadline, then the stopped metric and one summary line.
+    let budget = tokio::time::Instant::now() + SHUTDOWN_BUDGET;
+    let summary = parts.shutdown(deadline.map_or(budget, |d| d.min(budget))).await;
+    let counts = store.counts();
+    let lifetime_ms = (o.clock)().millis_since(o.started);
+    summary.write_stopped_metric(lifetime_ms, counts.served, reason.as_str());
+    let mut attrs: Vec<(&str, Value<'_>)> = vec![
+        ("reason", reason.as_str().into()),
+        ("invocationsServed", counts.served.into()),
+        ("retained", counts.retained.into()),
+        ("dropped", counts.dropped.into()),
+        ("lifetimeMs", lifetime_ms.into()),
+    ];
+    summary.append_counts(&mut attrs, &counts);
+    log.info("shutdown", &attrs);
+    i32::from(reason == ShutdownReason::EventLoopFailed)
+}
+
+/// A random id for the environment: Lambda exposes no identifier of the execution environment.
+fn new_environment_id() -> String {
+    use std::io::Read as _;
+    let mut bytes = [0u8; 16];
+    match std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)) {
+        Ok(()) => bytes.iter().map(|b| format!("{b:02x}")).collect(),
+        Err(_) => "unknown".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests;
