@@ -155,6 +155,9 @@ where
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
+        // Header names as most servers write them (`Content-Type`, `Allow`): clients that read
+        // headers into case-sensitive maps find them where they always were.
+        .title_case_headers(true)
         .header_read_timeout(limits.header_timeout)
         .max_header_size(limits.max_header_bytes)
         .max_buf_size(limits.max_header_bytes.max(8192));
