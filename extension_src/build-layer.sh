@@ -35,7 +35,12 @@ if [ "${1:-}" = --add-targets ]; then
         target=$(rust_target "$arch")
         has_target "$target" || missing="$missing $target"
     done
-    [ -z "$missing" ] || rustup target add $missing
+    [ -z "$missing" ] && exit 0
+    if ! command -v rustup >/dev/null; then
+        echo "build-layer.sh: the toolchain lacks$missing and rustup is not on PATH to add them" >&2
+        exit 3
+    fi
+    rustup target add $missing
     exit 0
 fi
 

@@ -209,9 +209,9 @@ class InvocationHistoryLayer(lambda_.LayerVersion):
             from ``make layer``). Default: the construct builds ``source_dir`` itself (local Rust, else Docker).
         :param source_dir: the extension's crate with ``build-layer.sh``. Default: ``extension_src/`` of this
             repository.
-        :param cache_dir: where built zips are kept, named by source hash and architecture, and where a local build
-            keeps cargo's work (``cargo-target/``, unless ``CARGO_TARGET_DIR`` is set) so the next source change
-            builds incrementally. Default: ``build/layer-cache`` beside ``source_dir``.
+        :param cache_dir: where built zips are kept, named by source hash and architecture (a local build keeps
+            cargo's work in ``source_dir/target``, as ``make`` does, or in ``cache_dir/cargo-target`` when the source
+            is read-only, unless ``CARGO_TARGET_DIR`` is set). Default: ``build/layer-cache`` beside ``source_dir``.
         :param docker_image: the Rust image used when no suitable local toolchain is found. Default: ``rust:1.95.0``.
         :param layer_version_name: Default: a name CloudFormation generates.
         :param removal_policy: what happens to old layer versions on update or delete. Default: ``RETAIN``, as
@@ -487,6 +487,15 @@ def build_command(
     )
 
 
+def cargo_target_dir(source_dir: Path, cache_dir: Path) -> Path:
+    """Where a local build keeps cargo's work for the next source change, unless ``CARGO_TARGET_DIR`` says otherwise:
+    the crate's own ``target/``, as cargo and ``make`` use it, or ``cache_dir/cargo-target`` when the source is
+    read-only. Its path does not reach the bytes (build-layer.sh remaps it)."""
+    if os.access(source_dir, os.W_OK):
+        return source_dir / "target"
+    return cache_dir.resolve() / "cargo-target"
+
+
 def build_layer_zip(
     architecture: str,
     *,
@@ -503,8 +512,7 @@ def build_layer_zip(
     if target.is_file():  # its name carries the source hash: a zip of this source for this architecture
         return target, asset_hash
     cache_dir.mkdir(parents=True, exist_ok=True)
-    # A local build keeps cargo's work for the next source change; its path does not reach the bytes (remapped).
-    env = {"CARGO_TARGET_DIR": str(cache_dir.resolve() / "cargo-target"), **os.environ}
+    env = {"CARGO_TARGET_DIR": str(cargo_target_dir(source_dir, cache_dir)), **os.environ}
     with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".build-") as tmp:
         out = Path(tmp) / target.name
         cmd = build_command(architecture, out, source_dir=source_dir, docker_image=docker_image)

@@ -390,8 +390,13 @@ def test_built_zip_is_cached_by_source_hash(tmp_path, monkeypatch):
     second = ihl.build_layer_zip("arm64", cache_dir=tmp_path)
     assert first == second and len(runs) == 1
     assert ihl.source_hash()[:16] in first[0].name
-    # AND cargo's work is kept in the cache for the next source change
-    assert runs[0]["CARGO_TARGET_DIR"] == str(tmp_path.resolve() / "cargo-target")
+    # AND cargo's work is kept for the next source change, in the crate's target dir as make keeps it
+    assert runs[0]["CARGO_TARGET_DIR"] == str(REPO_ROOT / "extension_src" / "target")
+
+
+def test_cargo_work_goes_to_the_cache_when_the_source_is_read_only(tmp_path, monkeypatch):
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    assert ihl.cargo_target_dir(tmp_path / "src", tmp_path / "cache") == tmp_path.resolve() / "cache" / "cargo-target"
 
 
 @pytest.mark.parametrize("edit, rebuilds", [
@@ -424,9 +429,9 @@ def _local_toolchain_fits() -> bool:
 @pytest.mark.skipif(not _local_toolchain_fits(),
                     reason="needs a local Rust at least the crate's rust-version with the aarch64 musl target")
 def test_local_build_is_reproducible_and_lays_out_the_extension(tmp_path, monkeypatch):
-    # GIVEN two builds of the same source in two caches, with make's cargo target dir (incremental: tests/local's
+    # GIVEN two builds of the same source in two caches, both in make's cargo target dir (incremental: tests/local's
     # test_layer_build.py checks that a cold build in a fresh target dir gives the same bytes)
-    monkeypatch.setenv("CARGO_TARGET_DIR", str(REPO_ROOT / "extension_src" / "target"))
+    monkeypatch.delenv("CARGO_TARGET_DIR", raising=False)
     a, _ = ihl.build_layer_zip("arm64", cache_dir=tmp_path / "a")
     b, _ = ihl.build_layer_zip("arm64", cache_dir=tmp_path / "b")
     # THEN the bytes are the same, and Lambda finds the executable extension
