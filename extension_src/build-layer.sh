@@ -5,7 +5,7 @@
 #     sh build-layer.sh --add-targets [x86_64|arm64 ...]      rustup target add what is missing (all by default)
 # The only place the build flags live: make, the construct's local and Docker builds and the container image all
 # run this script, so every path gives the same bytes from the same source and Rust release.
-# CARGO_TARGET_DIR: where cargo keeps its work (make passes extension_src/target to build incrementally). Default:
+# CARGO_TARGET_DIR: where cargo keeps its work (make and the construct pass extension_src/target: incremental). Default:
 # a temporary directory, removed afterwards. It does not change the bytes: its path is remapped like the others.
 set -eu
 USAGE="usage: build-layer.sh [--binary] <x86_64|arm64> <output> | --add-targets [x86_64|arm64 ...]"
