@@ -9,10 +9,16 @@ PY := $(VENV)/bin/python
 RIE := .local/bin/aws-lambda-rie
 ARCHES := x86_64 arm64
 HOST_ARCH := $(shell uname -m | sed -e 's/aarch64/arm64/' -e 's/amd64/x86_64/')
-GO_SOURCES := $(shell find extension_src -name '*.go' -not -name '*_test.go') extension_src/go.mod
+# What the extension's build reads (build-layer.sh: static musl binaries, one per architecture, reproducible).
+RUST_SOURCES := $(shell find extension_src/src -name '*.rs') $(wildcard extension_src/build.rs) \
+	extension_src/Cargo.toml extension_src/Cargo.lock extension_src/build-layer.sh
+LAYERZIP_SOURCES := $(shell find extension_src/tools/layerzip/src -name '*.rs') \
+	extension_src/tools/layerzip/Cargo.toml extension_src/tools/layerzip/Cargo.lock
+# cargo's work is kept between builds (incremental and shared by both architectures); it never changes the bytes.
+EXTENSION_TARGET_DIR := $(CURDIR)/extension_src/target
 FUZZTIME ?= 5s
 
-.PHONY: help demo test lint test-go test-fuzz test-py layer build venv rie clean simulator-driver
+.PHONY: help demo test lint test-go test-fuzz test-py layer build rust-targets venv rie clean simulator-driver
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -43,8 +49,12 @@ test-py: venv rie build simulator-driver ## pytest: local end-to-end on the RIE 
 
 build: build/extension/invocation-history-extension build/functions/go/bootstrap ## build the extension and the Go sample for this machine
 
-build/extension/invocation-history-extension: $(GO_SOURCES)
-	cd extension_src && CGO_ENABLED=0 go build -trimpath -ldflags="-s -w -buildid=" -o ../$@ .
+# The same binary as in this machine's layer zip (build-layer.sh --binary: same flags, same bytes).
+build/extension/invocation-history-extension: $(RUST_SOURCES) | rust-targets
+	CARGO_TARGET_DIR=$(EXTENSION_TARGET_DIR) sh extension_src/build-layer.sh --binary $(HOST_ARCH) $@
+
+rust-targets: ## add the musl targets the extension is built for to the Rust toolchain, when missing (rustup)
+	sh extension_src/build-layer.sh --add-targets $(ARCHES)
 
 build/functions/go/bootstrap: functions/go/main.go functions/go/go.mod
 	cd functions/go && CGO_ENABLED=0 go build -trimpath -ldflags="-s -w -buildid=" -o ../../$@ .
@@ -55,8 +65,8 @@ simulator-driver: ## the lambda-simulator test driver (Rust; skipped when cargo 
 
 layer: $(foreach a,$(ARCHES),dist/invocation-history-extension-$(a).zip) ## the layer zips, one per architecture (reproducible)
 
-dist/invocation-history-extension-%.zip: $(GO_SOURCES) extension_src/build-layer.sh extension_src/wrapper/invocation-history-wrapper
-	sh extension_src/build-layer.sh $* $@
+dist/invocation-history-extension-%.zip: $(RUST_SOURCES) $(LAYERZIP_SOURCES) extension_src/wrapper/invocation-history-wrapper | rust-targets
+	CARGO_TARGET_DIR=$(EXTENSION_TARGET_DIR) sh extension_src/build-layer.sh $* $@
 
 venv: $(VENV)/.installed ## Python virtual environment with the app and test requirements
 

@@ -13,15 +13,13 @@ from stacks.demo_stack import REPO_ROOT, function_role_and_logs
 from stacks.invocation_history_layer import extension_environment
 
 DOCKERFILE = "functions/container/Dockerfile"
-#: The build context is the repository root (the image needs extension_src/ and functions/go/); only these paths go
-#: into it, so the asset hash and the staged copy ignore .venv, node_modules, cdk.out and tests.
+#: The build context is the repository root (the image needs extension_src/ and functions/go/); only the paths that
+#: the Dockerfile's own ignore file lets in are staged, so the asset hash and the staged copy ignore .venv,
+#: node_modules, cdk.out, tests and cargo's target dirs, and a build by hand sends the same context.
 CONTEXT_EXCLUDE = [
-    "*",
-    "!extension_src",
-    "!functions/go",
-    "!functions/container",
-    "**/*_test.go",
-    "**/testdata",
+    line.strip()
+    for line in (REPO_ROOT / f"{DOCKERFILE}.dockerignore").read_text().splitlines()
+    if line.strip() and not line.lstrip().startswith("#")
 ]
 
 

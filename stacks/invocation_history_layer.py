@@ -1,9 +1,9 @@
 """The ``InvocationHistoryLayer`` construct: the Invocation History extension as a Lambda layer.
 
 The layer is built from ``extension_src/`` by ``extension_src/build-layer.sh`` (the same script, flags and bytes as
-``make layer``): with a local Go when one at least as new as ``extension_src/go.mod`` asks for is on PATH, otherwise
-inside the official Go image through Docker. Built zips are cached by a hash of the extension's source, so an app with
-several layers (or several synths) builds each architecture once.
+``make layer``): with the local Rust toolchain when its ``rustc`` is at least the crate's ``rust-version`` and has the
+architecture's musl target installed, otherwise inside the official Rust image through Docker. Built zips are cached by
+a hash of the extension's source, so an app with several layers (or several synths) builds each architecture once.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import tomllib
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -44,22 +45,24 @@ DEFAULT_METRICS_NAMESPACE = "InvocationHistory"
 _NAMESPACE_CHARACTERS = re.compile(r"^[A-Za-z0-9.\-_/#: ]{1,255}$")
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")
 
-#: The official Go image used when no suitable local Go is found (its release decides the bytes, as locally).
-DEFAULT_DOCKER_IMAGE = "golang:1.26.8"  # the release the published zips are built with: same release, same bytes
+#: The official Rust image used when no suitable local toolchain is found (its release decides the bytes, as locally).
+DEFAULT_DOCKER_IMAGE = "rust:1.95.0"  # the release the published zips are built with: same release, same bytes
 
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 #: Default source of the extension: ``extension_src/`` beside the ``stacks/`` package.
 DEFAULT_SOURCE_DIR = _REPO_ROOT / "extension_src"
 
-_ARCH_NAMES = ("x86_64", "arm64")
+#: The Rust target each layer architecture is built for (as in build-layer.sh): static musl binaries.
+RUST_TARGETS = {"x86_64": "x86_64-unknown-linux-musl", "arm64": "aarch64-unknown-linux-musl"}
+_ARCH_NAMES = tuple(RUST_TARGETS)
 # Bumped when the recipe (not the source) changes, so cached zips and asset hashes follow it.
-_RECIPE = "build-layer.sh/2"
+_RECIPE = "build-layer.sh/3"
 # The one place a build command is executed (tests replace it to check the command without running Docker).
 _run = subprocess.run
 
 
 def check_namespace(prop: str, namespace: object) -> None:
-    """Raise unless ``namespace`` is a CloudWatch namespace the extension accepts (its own rule, in config.go)."""
+    """Raise unless ``namespace`` is a CloudWatch namespace the extension accepts (its own rule, ``src/config.rs``)."""
     if not isinstance(namespace, str) or not _NAMESPACE_CHARACTERS.match(namespace) or namespace.startswith("AWS/"):
         raise ValueError(
             f"{prop}={namespace!r} is not a CloudWatch namespace: pass 1 to 255 letters, digits or . - _ / # : and "
@@ -68,7 +71,7 @@ def check_namespace(prop: str, namespace: object) -> None:
 
 
 class LayerBuildError(RuntimeError):
-    """The extension could not be built for the layer (no suitable Go, no Docker, or the build failed)."""
+    """The extension could not be built for the layer (no suitable Rust toolchain, no Docker, or the build failed)."""
 
 
 def extension_environment(
@@ -111,7 +114,7 @@ def extension_environment(
     if not _is_port(port):
         raise ValueError(f"port={port!r} is not a TCP port: pass an integer from 1 to 65535, or omit it for 1203")
     env = {ENV_HTTP_PORT: str(port)}
-    # The ranges the extension accepts (extension_src/internal/config): outside them it would fall back to its default.
+    # The ranges the extension accepts (extension_src/src/config.rs): outside them it would fall back to its default.
     for name, value, variable, least, most in (
         ("max_records", max_records, ENV_MAX_RECORDS, 1, 1_000_000),
         ("max_wait_ms", max_wait_ms, ENV_MAX_WAIT_MS, 0, 30_000),
@@ -203,12 +206,13 @@ class InvocationHistoryLayer(lambda_.LayerVersion):
         """
         :param architecture: the one architecture the layer's binary runs on. Default: ``Architecture.ARM_64``.
         :param code: a prebuilt layer zip (e.g. ``Code.from_asset("dist/invocation-history-extension-arm64.zip")``
-            from ``make layer``). Default: the construct builds ``source_dir`` itself (local Go, else Docker).
-        :param source_dir: the extension's Go module with ``build-layer.sh``. Default: ``extension_src/`` of this
+            from ``make layer``). Default: the construct builds ``source_dir`` itself (local Rust, else Docker).
+        :param source_dir: the extension's crate with ``build-layer.sh``. Default: ``extension_src/`` of this
             repository.
-        :param cache_dir: where built zips are kept, named by source hash and architecture.
-            Default: ``build/layer-cache`` beside ``source_dir``.
-        :param docker_image: the Go image used when no suitable local Go is found. Default: ``golang:1.26.8``.
+        :param cache_dir: where built zips are kept, named by source hash and architecture (a local build keeps
+            cargo's work in ``source_dir/target``, as ``make`` does, or in ``cache_dir/cargo-target`` when the source
+            is read-only, unless ``CARGO_TARGET_DIR`` is set). Default: ``build/layer-cache`` beside ``source_dir``.
+        :param docker_image: the Rust image used when no suitable local toolchain is found. Default: ``rust:1.95.0``.
         :param layer_version_name: Default: a name CloudFormation generates.
         :param removal_policy: what happens to old layer versions on update or delete. Default: ``RETAIN``, as
             ``LayerVersion`` does, so functions still using an old version keep working.
@@ -221,11 +225,11 @@ class InvocationHistoryLayer(lambda_.LayerVersion):
             )
         source_dir = Path(source_dir) if source_dir is not None else DEFAULT_SOURCE_DIR
         if code is None:
-            missing = [name for name in ("go.mod", "build-layer.sh") if not (source_dir / name).is_file()]
+            missing = [name for name in ("Cargo.toml", "build-layer.sh") if not (source_dir / name).is_file()]
             if missing:
                 raise ValueError(
                     f"InvocationHistoryLayer '{id}': source_dir={str(source_dir)!r} has no {' or '.join(missing)}: "
-                    "pass the extension's Go module (extension_src/ of this repository), or a prebuilt zip as code="
+                    "pass the extension's crate (extension_src/ of this repository), or a prebuilt zip as code="
                 )
             if not isinstance(docker_image, str) or not docker_image or any(c.isspace() for c in docker_image):
                 raise ValueError(
@@ -239,7 +243,7 @@ class InvocationHistoryLayer(lambda_.LayerVersion):
                 docker_image=docker_image,
             )
             # The hash names the source and recipe, not the bytes: the template is the same on every machine, and
-            # the bytes are the same for the same Go release (reproducible build).
+            # the bytes are the same for the same Rust release (reproducible build).
             code = lambda_.Code.from_asset(
                 str(zip_path), asset_hash=asset_hash, asset_hash_type=AssetHashType.CUSTOM
             )
@@ -364,55 +368,77 @@ def _environment_of(fn: lambda_.Function) -> dict:
     return ((rendered or {}).get("environment") or {}).get("variables") or {}
 
 
-def extension_version(source_dir: Path = DEFAULT_SOURCE_DIR) -> str:
-    """The ``version`` constant of the extension's ``main.go`` ("unknown" when it cannot be read)."""
+def _package(source_dir: Path) -> dict:
+    """The ``[package]`` table of the crate's ``Cargo.toml`` (empty when it cannot be read)."""
     try:
-        text = (Path(source_dir) / "main.go").read_text()
-    except OSError:
-        return "unknown"
-    match = re.search(r'^\s*(?:const\s+)?version\s*=\s*"([^"]+)"', text, re.MULTILINE)
-    return match.group(1) if match else "unknown"
+        return tomllib.loads((Path(source_dir) / "Cargo.toml").read_text()).get("package") or {}
+    except (OSError, tomllib.TOMLDecodeError):
+        return {}
+
+
+def extension_version(source_dir: Path = DEFAULT_SOURCE_DIR) -> str:
+    """The crate's ``version`` in ``Cargo.toml`` ("unknown" when it cannot be read)."""
+    version = _package(source_dir).get("version")
+    return version if isinstance(version, str) else "unknown"
+
+
+#: What the build reads besides ``src/`` and ``wrapper/`` (paths relative to the source dir).
+_BUILD_INPUTS = (
+    "Cargo.toml", "Cargo.lock", "build.rs", "build-layer.sh", "rust-toolchain", "rust-toolchain.toml",
+    ".cargo/config.toml", "tools/layerzip/Cargo.toml", "tools/layerzip/Cargo.lock",
+)
+_BUILD_INPUT_DIRS = ("src", "wrapper", "tools/layerzip/src")
 
 
 def source_hash(source_dir: Path = DEFAULT_SOURCE_DIR) -> str:
-    """SHA-256 of what the build reads: every non-test Go file, go.mod, go.sum, the build script and the exec wrapper
-    it puts in the zip (``wrapper/``), by path."""
+    """SHA-256 of what the build reads, by path: the crate's manifest, lock file, toolchain and cargo settings, every
+    file under ``src/``, the build script, the zip tool's source, and the exec wrapper it puts in the zip
+    (``wrapper/``). Go files, tests outside ``src/`` and cargo's ``target/`` are not part of the layer."""
     source_dir = Path(source_dir)
+    files = [source_dir / rel for rel in _BUILD_INPUTS]
+    for top in _BUILD_INPUT_DIRS:
+        files += (source_dir / top).rglob("*")
     digest = hashlib.sha256(_RECIPE.encode())
-    for path in sorted(source_dir.rglob("*")):
+    for path in sorted(set(files)):
         relative = path.relative_to(source_dir)
-        rel = relative.as_posix()
-        if not path.is_file() or any(part.startswith(".") or part == "testdata" for part in relative.parts):
-            continue
-        built = rel.endswith(".go") or rel in ("go.mod", "go.sum", "build-layer.sh") or rel.startswith("wrapper/")
-        if rel.endswith("_test.go") or not built:
-            continue
-        digest.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
+        if not path.is_file() or any(part.startswith(".") for part in relative.parts[1:]):
+            continue  # editors' swap files and the like; .cargo/config.toml itself is listed by name
+        digest.update(relative.as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
 
 
-def required_go_version(source_dir: Path = DEFAULT_SOURCE_DIR) -> tuple[int, ...]:
-    """The ``go`` directive of ``go.mod`` as a version tuple, e.g. (1, 25)."""
-    match = re.search(r"^go\s+(\d+(?:\.\d+)*)", (Path(source_dir) / "go.mod").read_text(), re.MULTILINE)
-    if not match:
-        raise LayerBuildError(f"{source_dir}/go.mod has no go directive")
-    return tuple(int(p) for p in match.group(1).split("."))
+def required_rust_version(source_dir: Path = DEFAULT_SOURCE_DIR) -> tuple[int, ...]:
+    """The crate's ``rust-version`` in ``Cargo.toml`` as a version tuple, e.g. (1, 92)."""
+    declared = _package(source_dir).get("rust-version")
+    if not isinstance(declared, str) or not re.fullmatch(r"\d+(?:\.\d+)*", declared):
+        raise LayerBuildError(f"{source_dir}/Cargo.toml has no rust-version in [package]")
+    return tuple(int(p) for p in declared.split("."))
 
 
-def local_go_version(which: Optional[Callable[[str], Optional[str]]] = None) -> Optional[tuple[int, ...]]:
-    """The version of the ``go`` on PATH, or None when there is none (or it does not answer)."""
-    go = (which or shutil.which)("go")
-    if not go:
-        return None
+def _ask(command: list[str], cwd: Path) -> Optional[str]:
+    """What ``command`` prints, or None when it cannot run or fails (a toolchain that does not answer is absent)."""
     try:
-        out = subprocess.run(
-            [go, "env", "GOVERSION"], capture_output=True, text=True, timeout=60,
-            env={**os.environ, "GOTOOLCHAIN": "local"}, check=True,
-        ).stdout.strip()
+        return subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=cwd, check=True).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
-    match = re.match(r"go(\d+(?:\.\d+)*)", out)
-    return tuple(int(p) for p in match.group(1).split(".")) if match else None
+
+
+def local_rust(
+    source_dir: Path = DEFAULT_SOURCE_DIR, which: Optional[Callable[[str], Optional[str]]] = None
+) -> Optional[tuple[tuple[int, ...], frozenset[str]]]:
+    """The local toolchain as used in ``source_dir`` (where a rust-toolchain file would apply): the version of its
+    ``rustc`` and the targets whose standard library it has; None without cargo and rustc on PATH."""
+    which = which or shutil.which
+    cargo, rustc = which("cargo"), which("rustc")
+    if not cargo or not rustc:
+        return None
+    version = _ask([rustc, "--version"], source_dir)
+    sysroot = _ask([rustc, "--print", "sysroot"], source_dir)
+    match = re.match(r"rustc (\d+(?:\.\d+)*)", version or "")
+    if not match or not sysroot:
+        return None
+    installed = frozenset(t for t in RUST_TARGETS.values() if (Path(sysroot) / "lib/rustlib" / t / "lib").is_dir())
+    return tuple(int(p) for p in match.group(1).split(".")), installed
 
 
 def build_command(
@@ -423,29 +449,51 @@ def build_command(
     docker_image: str = DEFAULT_DOCKER_IMAGE,
     which: Optional[Callable[[str], Optional[str]]] = None,
 ) -> list[str]:
-    """The command that builds the layer zip: local Go when suitable, else Docker; raises when neither is there."""
+    """The command that builds the layer zip: the local toolchain when suitable, else Docker; raises when neither is
+    there."""
     which = which or shutil.which
     source_dir = Path(source_dir).resolve()
-    need = required_go_version(source_dir)
-    have = local_go_version(which)
-    if have is not None and have >= need:
+    target = RUST_TARGETS[architecture]
+    need = required_rust_version(source_dir)
+    have = local_rust(source_dir, which)
+    if have is not None and have[0] >= need and target in have[1]:
         return ["sh", str(source_dir / "build-layer.sh"), architecture, str(out_zip)]
     docker = which("docker")
     if docker:
         out_dir = Path(out_zip).resolve().parent
-        user = [f"--user={os.getuid()}:{os.getgid()}"] if hasattr(os, "getuid") else []
+        name = Path(out_zip).name
+        # Root inside the container: rustup adds the target to the image's toolchain, which root owns. The zip is
+        # then handed to the caller's user, so nothing root-owned is left in the cache.
+        owner = f"{os.getuid()}:{os.getgid()}" if hasattr(os, "getuid") else ""
+        script = (
+            'sh build-layer.sh --add-targets "$1" && sh build-layer.sh "$1" "/out/$2"'
+            ' && { [ -z "$3" ] || chown "$3" "/out/$2"; }'
+        )
         return [
-            docker, "run", "--rm", *user,
-            "-e", "GOCACHE=/tmp/go-cache", "-e", "GOPATH=/tmp/go", "-e", "GOTOOLCHAIN=local",
-            "-v", f"{source_dir}:/src:ro", "-v", f"{out_dir}:/out", "-w", "/src",
-            docker_image, "sh", "build-layer.sh", architecture, f"/out/{Path(out_zip).name}",
+            docker, "run", "--rm", "-v", f"{source_dir}:/src:ro", "-v", f"{out_dir}:/out", "-w", "/src",
+            docker_image, "sh", "-c", script, "build-layer", architecture, name, owner,
         ]
-    found = "no go on PATH" if have is None else "go" + ".".join(map(str, have)) + " on PATH"
+    if have is None:
+        found = "no cargo and rustc on PATH"
+    elif have[0] < need:
+        found = "rustc " + ".".join(map(str, have[0])) + " on PATH"
+    else:
+        found = f"rustc on PATH without the {target} target: `rustup target add {target}` adds it"
     raise LayerBuildError(
-        f"InvocationHistoryLayer cannot build the extension: it needs Go >= {'.'.join(map(str, need))} on PATH "
-        f"({found}) or Docker (docker not found) to run {source_dir}/build-layer.sh: install either, or pass "
-        f"code=lambda_.Code.from_asset('dist/invocation-history-extension-{architecture}.zip') built with `make layer`"
+        f"InvocationHistoryLayer cannot build the extension: it needs Rust >= {'.'.join(map(str, need))} with the "
+        f"{target} target ({found}) or Docker (docker not found) to run {source_dir}/build-layer.sh: install either, "
+        f"or pass code=lambda_.Code.from_asset('dist/invocation-history-extension-{architecture}.zip') built with "
+        "`make layer`"
     )
+
+
+def cargo_target_dir(source_dir: Path, cache_dir: Path) -> Path:
+    """Where a local build keeps cargo's work for the next source change, unless ``CARGO_TARGET_DIR`` says otherwise:
+    the crate's own ``target/``, as cargo and ``make`` use it, or ``cache_dir/cargo-target`` when the source is
+    read-only. Its path does not reach the bytes (build-layer.sh remaps it)."""
+    if os.access(source_dir, os.W_OK):
+        return source_dir / "target"
+    return cache_dir.resolve() / "cargo-target"
 
 
 def build_layer_zip(
@@ -464,10 +512,11 @@ def build_layer_zip(
     if target.is_file():  # its name carries the source hash: a zip of this source for this architecture
         return target, asset_hash
     cache_dir.mkdir(parents=True, exist_ok=True)
+    env = {"CARGO_TARGET_DIR": str(cargo_target_dir(source_dir, cache_dir)), **os.environ}
     with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".build-") as tmp:
         out = Path(tmp) / target.name
         cmd = build_command(architecture, out, source_dir=source_dir, docker_image=docker_image)
-        result = _run(cmd, capture_output=True, text=True)
+        result = _run(cmd, capture_output=True, text=True, env=env)
         if result.returncode != 0 or not out.is_file():
             raise LayerBuildError(
                 f"building the extension layer for {architecture} failed (exit {result.returncode}): "

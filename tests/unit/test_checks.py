@@ -82,9 +82,19 @@ def test_dockerfile_passes_hadolint():
 
 def test_dockerfile_builds_extension_and_function_for_the_target_architecture():
     text = (REPO_ROOT / "functions/container/Dockerfile").read_text()
-    assert "FROM --platform=$BUILDPLATFORM golang:" in text  # cross-compiles, no emulation
+    # both build stages cross-compile on the build machine, no emulation
+    assert "FROM --platform=$BUILDPLATFORM rust:" in text and "FROM --platform=$BUILDPLATFORM golang:" in text
     assert "ARG TARGETARCH" in text and 'GOARCH="$TARGETARCH"' in text
-    assert text.count('-trimpath -ldflags="-s -w -buildid="') == 2  # the flags of build-layer.sh
-    assert "COPY --from=build /out/extensions/ /opt/extensions/" in text
-    assert "/out/extensions/invocation-history-extension" in text
+    # the extension through the one build script (its flags), the Go sample with make's Go flags
+    assert 'sh build-layer.sh --binary "$arch" /out/extensions/invocation-history-extension' in text
+    assert text.count('-trimpath -ldflags="-s -w -buildid="') == 1
+    assert "COPY --from=extension /out/extensions/ /opt/extensions/" in text
     assert "FROM public.ecr.aws/lambda/provided:al2023" in text
+
+
+def test_dockerfile_rust_image_is_the_constructs_docker_fallback():
+    # one Rust release for the construct's Docker build and the image: the same bytes in the layer and the image
+    from stacks.invocation_history_layer import DEFAULT_DOCKER_IMAGE
+
+    text = (REPO_ROOT / "functions/container/Dockerfile").read_text()
+    assert f"FROM --platform=$BUILDPLATFORM {DEFAULT_DOCKER_IMAGE} AS extension" in text

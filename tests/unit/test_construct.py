@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -62,7 +64,7 @@ def test_defaults_to_arm64_any_runtime_mit(stack, prebuilt):
         "CompatibleArchitectures": ["arm64"],
         "CompatibleRuntimes": Match.absent(),
         "LicenseInfo": "MIT",
-        "Description": "Invocation History extension 0.1.0 for arm64, any runtime",
+        "Description": f"Invocation History extension {ihl.extension_version()} for arm64, any runtime",
     })
 
 
@@ -218,10 +220,11 @@ def test_unsupported_architecture(stack, prebuilt):
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    ({"source_dir": "/nonexistent"}, r"source_dir='/nonexistent' has no go.mod or build-layer.sh: pass the extension's "
-                                     r"Go module \(extension_src/ of this repository\), or a prebuilt zip as code="),
-    ({"docker_image": ""}, r"docker_image='' is not an image reference: pass one like 'golang:1.26.8'"),
-    ({"docker_image": "golang 1.26"}, r"docker_image='golang 1.26' is not an image reference"),
+    ({"source_dir": "/nonexistent"}, r"source_dir='/nonexistent' has no Cargo.toml or build-layer.sh: pass the "
+                                     r"extension's crate \(extension_src/ of this repository\), or a prebuilt zip as "
+                                     r"code="),
+    ({"docker_image": ""}, r"docker_image='' is not an image reference: pass one like 'rust:1.95.0'"),
+    ({"docker_image": "rust 1.95"}, r"docker_image='rust 1.95' is not an image reference"),
 ])
 def test_build_props_are_validated(stack, kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -268,73 +271,117 @@ def test_invalid_settings_are_refused_before_anything_changes(stack, prebuilt, k
         "Properties": {"Layers": Match.any_value()}}) == {}  # nothing half-applied
 
 
-# ---- building: local Go, Docker, neither ----------------------------------------------------------------------------
+# ---- building: local Rust, Docker, neither --------------------------------------------------------------------------
 
-def fake_which(go=None, docker=None):
-    tools = {"go": go, "docker": docker}
+BOTH_TARGETS = frozenset(ihl.RUST_TARGETS.values())
+
+
+def fake_which(cargo=None, docker=None):
+    tools = {"cargo": cargo, "rustc": cargo and str(Path(cargo).with_name("rustc")), "docker": docker}
     return lambda name: tools.get(name)
 
 
-def test_local_go_builds_with_build_layer_sh(tmp_path, monkeypatch):
-    monkeypatch.setattr(ihl, "local_go_version", lambda which=None: (1, 26, 8))
-    cmd = ihl.build_command("x86_64", tmp_path / "out.zip", which=fake_which(go="/usr/bin/go"))
+def fake_rust(version, targets=BOTH_TARGETS):
+    """Stands in for ``local_rust``: a toolchain of ``version`` with ``targets``, when cargo is on PATH."""
+    return lambda source_dir=None, which=None: (version, targets) if (which or shutil.which)("cargo") else None
+
+
+def test_the_build_reads_rust_version_and_extension_version_from_cargo_toml():
+    assert ihl.required_rust_version() >= (1, 85)  # edition 2024
+    assert re.fullmatch(r"\d+\.\d+\.\d+", ihl.extension_version())
+
+
+def test_local_rust_with_the_target_builds_with_build_layer_sh(tmp_path, monkeypatch):
+    monkeypatch.setattr(ihl, "local_rust", fake_rust((1, 95, 0)))
+    cmd = ihl.build_command("x86_64", tmp_path / "out.zip", which=fake_which(cargo="/usr/bin/cargo"))
     assert cmd == ["sh", str(REPO_ROOT / "extension_src" / "build-layer.sh"), "x86_64", str(tmp_path / "out.zip")]
 
 
-def test_docker_is_chosen_when_go_is_absent(tmp_path, monkeypatch):
-    # GIVEN no go on PATH but a docker client
+def test_docker_is_chosen_when_cargo_is_absent(tmp_path, monkeypatch):
+    # GIVEN no cargo on PATH but a docker client
     monkeypatch.setattr(shutil, "which", fake_which(docker="/usr/bin/docker"))
     ran = []
 
     def fake_run(cmd, **kwargs):  # records the command instead of running Docker, and "builds" the zip
         ran.append(cmd)
         out_dir = next(v.split(":")[0] for v in cmd if v.endswith(":/out"))
-        Path(out_dir, Path(cmd[-1]).name).write_bytes(b"zip")
+        Path(out_dir, cmd[-2]).write_bytes(b"zip")
         return subprocess.CompletedProcess(cmd, 0, "", "")
 
     monkeypatch.setattr(ihl, "_run", fake_run)
     # WHEN a layer is created without code
     InvocationHistoryLayer(cdk.Stack(cdk.App(), "T"), "History", cache_dir=tmp_path / "cache")
-    # THEN the official Go image runs the same build script, with the source read-only
+    # THEN the official Rust image adds the target and runs the same build script, with the source read-only
     (cmd,) = ran
     src = REPO_ROOT / "extension_src"
     assert cmd[:3] == ["/usr/bin/docker", "run", "--rm"]
     assert f"{src}:/src:ro" in cmd and "-w" in cmd and cmd[cmd.index("-w") + 1] == "/src"
-    image = cmd.index("golang:1.26.8")
-    assert cmd[image + 1:image + 4] == ["sh", "build-layer.sh", "arm64"] and cmd[-1].startswith("/out/")
+    image = cmd.index("rust:1.95.0")
+    shell, flag, script, arg0, arch, name, owner = cmd[image + 1:]
+    assert (shell, flag, arg0, arch) == ("sh", "-c", "build-layer", "arm64")
+    assert name.startswith("invocation-history-extension-arm64-") and name.endswith(".zip")
+    assert 'sh build-layer.sh --add-targets "$1" && sh build-layer.sh "$1" "/out/$2"' in script
+    # AND the zip is handed back to the caller's user (the container runs as root to add the target)
+    assert owner == f"{os.getuid()}:{os.getgid()}" and 'chown "$3" "/out/$2"' in script
 
 
-def test_docker_is_chosen_when_local_go_is_too_old(tmp_path, monkeypatch):
-    monkeypatch.setattr(ihl, "local_go_version", lambda which=None: (1, 22, 0))
-    cmd = ihl.build_command("arm64", tmp_path / "out.zip", which=fake_which(go="/usr/bin/go", docker="/bin/docker"),
-                            docker_image="golang:1.25")
-    assert cmd[0] == "/bin/docker" and "golang:1.25" in cmd
+@pytest.mark.parametrize("version, targets", [
+    ((1, 80, 0), BOTH_TARGETS),  # older than the crate's rust-version
+    ((1, 95, 0), frozenset({"x86_64-unknown-linux-musl"})),  # no arm64 standard library
+])
+def test_docker_is_chosen_when_the_local_toolchain_does_not_fit(tmp_path, monkeypatch, version, targets):
+    monkeypatch.setattr(ihl, "local_rust", fake_rust(version, targets))
+    cmd = ihl.build_command("arm64", tmp_path / "out.zip", which=fake_which(cargo="/usr/bin/cargo", docker="/bin/docker"),
+                            docker_image="rust:1.99")
+    assert cmd[0] == "/bin/docker" and "rust:1.99" in cmd
 
 
-def test_neither_go_nor_docker_names_both_options(tmp_path):
+@pytest.mark.parametrize("rust, found", [
+    (None, "(no cargo and rustc on PATH)"),
+    (((1, 80), BOTH_TARGETS), "(rustc 1.80 on PATH)"),
+    (((1, 95), frozenset()), "(rustc on PATH without the aarch64-unknown-linux-musl target: "
+                             "`rustup target add aarch64-unknown-linux-musl` adds it)"),
+])
+def test_neither_rust_nor_docker_names_both_options(tmp_path, monkeypatch, rust, found):
+    monkeypatch.setattr(ihl, "local_rust", lambda source_dir=None, which=None: rust)
     with pytest.raises(LayerBuildError) as error:
         ihl.build_command("arm64", tmp_path / "out.zip", which=fake_which())
     message = str(error.value)
-    assert "Go >= 1.25 on PATH (no go on PATH)" in message and "Docker" in message
+    need = ".".join(map(str, ihl.required_rust_version()))
+    assert f"it needs Rust >= {need} with the aarch64-unknown-linux-musl target {found} or Docker" in message
     assert "code=lambda_.Code.from_asset('dist/invocation-history-extension-arm64.zip')" in message
 
 
+def test_local_rust_reads_the_toolchain_on_path(tmp_path):
+    # GIVEN a rustc on PATH whose sysroot has the x86_64 musl standard library only
+    sysroot = tmp_path / "sysroot"
+    (sysroot / "lib/rustlib/x86_64-unknown-linux-musl/lib").mkdir(parents=True)
+    rustc = tmp_path / "rustc"
+    rustc.write_text(f'#!/bin/sh\n[ "$1" = --version ] && echo "rustc 1.95.0 (59807616e 2026-04-14)" || echo {sysroot}\n')
+    rustc.chmod(0o755)
+    which = {"cargo": "/usr/bin/cargo", "rustc": str(rustc)}.get
+    # THEN its version and that one target are found
+    assert ihl.local_rust(tmp_path, which) == ((1, 95, 0), frozenset({"x86_64-unknown-linux-musl"}))
+    assert ihl.local_rust(tmp_path, {"rustc": str(rustc)}.get) is None  # no cargo
+
+
 def test_failed_build_reports_command_and_stderr(tmp_path, monkeypatch):
-    monkeypatch.setattr(ihl, "local_go_version", lambda which=None: (1, 26))
-    monkeypatch.setattr(shutil, "which", fake_which(go="/usr/bin/go"))
-    failing = lambda cmd, **kw: subprocess.CompletedProcess(cmd, 2, "", "main.go:1: syntax error")  # noqa: E731
-    with pytest.raises(LayerBuildError, match=r"failed \(exit 2\): sh .*build-layer.sh arm64.*\nmain.go:1: syntax"):
+    monkeypatch.setattr(ihl, "local_rust", fake_rust((1, 95)))
+    monkeypatch.setattr(shutil, "which", fake_which(cargo="/usr/bin/cargo"))
+    failing = lambda cmd, **kw: subprocess.CompletedProcess(cmd, 101, "", "error[E0425]: cannot find value")  # noqa: E731
+    with pytest.raises(LayerBuildError, match=r"failed \(exit 101\): sh .*build-layer.sh arm64.*\nerror\[E0425\]"):
         monkeypatch.setattr(ihl, "_run", failing)
         ihl.build_layer_zip("arm64", cache_dir=tmp_path)
 
 
 def test_built_zip_is_cached_by_source_hash(tmp_path, monkeypatch):
-    monkeypatch.setattr(ihl, "local_go_version", lambda which=None: (1, 26))
-    monkeypatch.setattr(shutil, "which", fake_which(go="/usr/bin/go"))
+    monkeypatch.setattr(ihl, "local_rust", fake_rust((1, 95)))
+    monkeypatch.setattr(shutil, "which", fake_which(cargo="/usr/bin/cargo"))
+    monkeypatch.delenv("CARGO_TARGET_DIR", raising=False)
     runs = []
 
     def fake_run(cmd, **kwargs):
-        runs.append(cmd)
+        runs.append(kwargs["env"])
         Path(cmd[-1]).write_bytes(b"zip")
         return subprocess.CompletedProcess(cmd, 0, "", "")
 
@@ -343,27 +390,48 @@ def test_built_zip_is_cached_by_source_hash(tmp_path, monkeypatch):
     second = ihl.build_layer_zip("arm64", cache_dir=tmp_path)
     assert first == second and len(runs) == 1
     assert ihl.source_hash()[:16] in first[0].name
+    # AND cargo's work is kept for the next source change, in the crate's target dir as make keeps it
+    assert runs[0]["CARGO_TARGET_DIR"] == str(REPO_ROOT / "extension_src" / "target")
+
+
+def test_cargo_work_goes_to_the_cache_when_the_source_is_read_only(tmp_path, monkeypatch):
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    assert ihl.cargo_target_dir(tmp_path / "src", tmp_path / "cache") == tmp_path.resolve() / "cache" / "cargo-target"
 
 
 @pytest.mark.parametrize("edit, rebuilds", [
     ("wrapper/invocation-history-wrapper", True),  # shipped in the zip
-    ("internal/history/store.go", True),
+    ("src/lib.rs", True),
+    ("Cargo.toml", True),
+    ("Cargo.lock", True),
     ("build-layer.sh", True),
-    ("internal/history/store_test.go", False),  # not part of the build
+    ("tools/layerzip/src/main.rs", True),  # writes the zip
+    ("rust-toolchain.toml", True),  # would choose another compiler
+    ("target/release/stale", False),  # cargo's work
+    ("main.go", False),  # the Go extension is not in the layer
+    ("README.md", False),
 ])
 def test_source_hash_follows_everything_the_zip_is_built_from(tmp_path, edit, rebuilds):
     source = tmp_path / "extension_src"
-    shutil.copytree(REPO_ROOT / "extension_src", source)
+    shutil.copytree(REPO_ROOT / "extension_src", source, ignore=shutil.ignore_patterns("target"))
     before = ihl.source_hash(source)
+    (source / edit).parent.mkdir(parents=True, exist_ok=True)
     with open(source / edit, "a") as f:
         f.write("\n# edited\n")
     assert (ihl.source_hash(source) != before) == rebuilds
 
 
-@pytest.mark.skipif(not shutil.which("go") or ihl.local_go_version() < ihl.required_go_version(),
-                    reason="needs a local Go at least as new as extension_src/go.mod")
-def test_local_build_is_reproducible_and_lays_out_the_extension(tmp_path):
-    # GIVEN two builds of the same source in two caches
+def _local_toolchain_fits() -> bool:
+    rust = ihl.local_rust()
+    return rust is not None and rust[0] >= ihl.required_rust_version() and ihl.RUST_TARGETS["arm64"] in rust[1]
+
+
+@pytest.mark.skipif(not _local_toolchain_fits(),
+                    reason="needs a local Rust at least the crate's rust-version with the aarch64 musl target")
+def test_local_build_is_reproducible_and_lays_out_the_extension(tmp_path, monkeypatch):
+    # GIVEN two builds of the same source in two caches, both in make's cargo target dir (incremental: tests/local's
+    # test_layer_build.py checks that a cold build in a fresh target dir gives the same bytes)
+    monkeypatch.delenv("CARGO_TARGET_DIR", raising=False)
     a, _ = ihl.build_layer_zip("arm64", cache_dir=tmp_path / "a")
     b, _ = ihl.build_layer_zip("arm64", cache_dir=tmp_path / "b")
     # THEN the bytes are the same, and Lambda finds the executable extension
@@ -371,6 +439,7 @@ def test_local_build_is_reproducible_and_lays_out_the_extension(tmp_path):
     with zipfile.ZipFile(a) as zf:
         info = zf.getinfo("extensions/invocation-history-extension")
         assert (info.external_attr >> 16) & 0o777 == 0o755
+        assert int.from_bytes(zf.read(info)[18:20], "little") == 183  # ELF e_machine: AArch64
 
 
 def test_importable_under_another_name_beside_an_apps_own_stacks_package(monkeypatch, prebuilt):

@@ -27,6 +27,7 @@ from stacks.invocation_history_layer import (
     ENV_RUNTIME_PROXY_PORT,
     WRAPPER_PATH,
     build_layer_zip,
+    extension_version,
 )
 from stacks.layer_stack import PARAMETER_NAME, parse_share_with
 
@@ -73,7 +74,7 @@ def test_asset_hashes_name_the_source(templates):
     layers = templates[cdk_app.LAYER_STACK].find_resources("AWS::Lambda::LayerVersion")
     keys = {res["Properties"]["CompatibleArchitectures"][0]: res["Properties"]["Content"]["S3Key"]
             for res in layers.values()}
-    # THEN the S3 key is derived from the source hash alone: the same template on every machine and Go release
+    # THEN the S3 key is derived from the source hash alone: the same template on every machine and Rust release
     for arch, key in keys.items():
         _, asset_hash = build_layer_zip(arch)
         assert key == hashlib.sha256(asset_hash.encode()).hexdigest() + ".zip"
@@ -89,7 +90,8 @@ def test_layer_stack_publishes_one_layer_per_architecture(templates):
             "CompatibleArchitectures": [arch],
             "CompatibleRuntimes": Match.absent(),  # any runtime
             "LicenseInfo": "MIT",
-            "Description": Match.string_like_regexp(rf"^Invocation History extension 0\.1\.0 for {arch}"),
+            "Description": Match.string_like_regexp(
+                rf"^Invocation History extension {re.escape(extension_version())} for {arch}"),
         })
         t.has_resource_properties("AWS::SSM::Parameter", {
             "Name": PARAMETER_NAME.format(arch=arch), "Type": "String", "Value": {"Ref": Match.any_value()},
@@ -314,8 +316,12 @@ def test_container_image_is_only_staged_at_synth(synthesized):
     staged = Path(assembly.directory, image["source"]["directory"])
     # AND the staged context holds what the Dockerfile copies, and nothing else of the developer's tree
     assert (staged / "functions/container/Dockerfile").is_file()
-    assert (staged / "extension_src/build-layer.sh").is_file()
-    assert (staged / "functions/go/main.go").is_file()
-    for absent in (".venv", "node_modules", "cdk.out", "tests", "functions/python", "dist", "build", ".git"):
+    for built_from in ("extension_src/build-layer.sh", "extension_src/Cargo.lock", "extension_src/src/main.rs",
+                       "extension_src/tools/layerzip/Cargo.lock", "functions/go/main.go"):
+        assert (staged / built_from).is_file(), built_from
+    for absent in (".venv", "node_modules", "cdk.out", "tests", "functions/python", "dist", "build", ".git",
+                   "extension_src/target", "extension_src/go.mod"):
         assert not (staged / absent).exists(), absent
     assert not list(staged.rglob("*_test.go"))
+    assert not list((staged / "extension_src").rglob("*.go"))  # the Go extension is not built into the image
+    assert not list(staged.rglob("target"))  # cargo's work, however large, stays out of the context
