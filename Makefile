@@ -16,9 +16,12 @@ LAYERZIP_SOURCES := $(shell find extension_src/tools/layerzip/src -name '*.rs') 
 	extension_src/tools/layerzip/Cargo.toml extension_src/tools/layerzip/Cargo.lock
 # cargo's work is kept between builds (incremental and shared by both architectures); it never changes the bytes.
 EXTENSION_TARGET_DIR := $(CURDIR)/extension_src/target
-FUZZTIME ?= 5s
+# Seconds each fuzz target runs in `make test` (cargo-fuzz, nightly toolchain).
+FUZZTIME ?= 5
+FUZZ_TARGETS := local_api_query local_api_path telemetry_batch extensions_event proxy_headers
+CARGO_FUZZ := .local/bin/cargo-fuzz
 
-.PHONY: help demo test lint test-go test-fuzz test-py layer build rust-targets venv rie clean simulator-driver
+.PHONY: help demo test lint test-rust test-go test-fuzz test-py layer build rust-targets venv rie clean simulator-driver
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -26,23 +29,28 @@ help: ## list the targets
 demo: venv rie build ## run both sample functions under AWS's Lambda emulator and print what they saw
 	$(PY) -m tools.demo
 
-test: lint test-go test-fuzz test-py ## everything: Go tests (-race), a short fuzz run, Python tests (local Lambda, CDK)
+test: lint test-rust test-go test-fuzz test-py ## everything: Rust tests, clippy and rustfmt, Go tests (-race), a short fuzz run, Python tests (local Lambda, CDK)
 
-lint: venv ## ruff over the Python code (Go is vetted in test-go)
+lint: venv ## ruff over the Python code (Rust is linted in test-rust, Go in test-go)
 	$(PY) -m ruff check app.py stacks tools tests bench
 
-test-go: ## Go unit tests with the race detector, vet and gofmt
-	@unformatted="$$(gofmt -l extension_src functions/go bench)"; if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
-	cd extension_src && go vet ./... && go test -race -count=1 ./...
+test-rust: ## the extension's tests, clippy (warnings are errors) and rustfmt; the same for the layer zip tool and the Rust floor
+	cd extension_src && cargo fmt --check && cargo clippy --locked --all-targets -- -D warnings && cargo test --locked
+	cd extension_src/tools/layerzip && cargo fmt --check && cargo clippy --locked --all-targets -- -D warnings && cargo test --locked
+	cd bench/floor-rs && cargo fmt --check && cargo clippy --locked --all-targets -- -D warnings && cargo test --locked
+
+test-go: ## the Go sample and the Go bench tools: vet, tests with the race detector, gofmt
+	@unformatted="$$(gofmt -l functions/go bench)"; if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	cd functions/go && go vet ./... && go test -race -count=1 ./...
 
-test-fuzz: ## run the fuzz targets for $(FUZZTIME) each
-	cd extension_src && go test -run='^$$' -fuzz=FuzzParseListParams -fuzztime=$(FUZZTIME) ./internal/localapi
-	cd extension_src && go test -run='^$$' -fuzz=FuzzRequestIDPath -fuzztime=$(FUZZTIME) ./internal/localapi
-	cd extension_src && go test -run='^$$' -fuzz=FuzzAppendRecordMatchesEncodingJSON -fuzztime=$(FUZZTIME) ./internal/localapi
-	cd extension_src && go test -run='^$$' -fuzz=FuzzListenerBody -fuzztime=$(FUZZTIME) ./internal/telemetryapi
-	cd extension_src && go test -run='^$$' -fuzz=FuzzHeaderPassThrough -fuzztime=$(FUZZTIME) ./internal/runtimeproxy
-	cd extension_src && go test -run='^$$' -fuzz=FuzzNextHeaders -fuzztime=$(FUZZTIME) ./internal/runtimeproxy
+test-fuzz: $(CARGO_FUZZ) ## run each fuzz target for $(FUZZTIME) s (cargo-fuzz on the nightly toolchain)
+	@rustup run nightly rustc --version >/dev/null 2>&1 || { echo "test-fuzz needs the nightly toolchain: rustup toolchain install nightly"; exit 1; }
+	cd extension_src/fuzz && for target in $(FUZZ_TARGETS); do \
+		PATH="$(CURDIR)/.local/bin:$$PATH" cargo +nightly fuzz run -O $$target -- -max_total_time=$(FUZZTIME) -print_final_stats=0 2>&1 \
+			| grep -E '^(Done|==|SUMMARY|thread|ERROR)|panicked' ; test $${PIPESTATUS[0]} -eq 0 || exit 1; done
+
+$(CARGO_FUZZ): ## cargo-fuzz into .local/bin (crates.io)
+	cargo install --quiet --locked --root .local cargo-fuzz@0.13.2
 
 test-py: venv rie build simulator-driver ## pytest: local end-to-end on the RIE and lambda-simulator, and the CDK tests
 	$(PY) -m pytest

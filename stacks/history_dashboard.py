@@ -18,7 +18,7 @@ from constructs import Construct
 
 from .invocation_history_layer import DEFAULT_METRICS_NAMESPACE, check_namespace
 
-# The metric names of extension_src/internal/metrics: the contract this dashboard is built on.
+# The metric names of extension_src/src/metrics: the contract this dashboard is built on.
 ENVIRONMENT_STARTED = "EnvironmentStarted"
 ENVIRONMENT_STOPPED = "EnvironmentStopped"
 ENVIRONMENT_LIFETIME = "EnvironmentLifetime"

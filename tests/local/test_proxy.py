@@ -11,6 +11,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import threading
@@ -245,11 +246,15 @@ def test_upstream_down_gives_502_and_the_function_still_works(start_lambda):
 
 @pytest.fixture(scope="module")
 def chainproxy(tmp_path_factory) -> Path:
+    """extension_src/examples/chain_proxy.rs: a second extension that is only a Runtime API proxy."""
     out = tmp_path_factory.mktemp("chainproxy") / "chain-proxy"
+    target = ROOT / "extension_src/target"
     subprocess.run(
-        ["go", "build", "-o", str(out), "./tools/chainproxy"], cwd=ROOT / "extension_src", check=True,
-        env={**os.environ, "CGO_ENABLED": "0"},
+        ["cargo", "build", "--quiet", "--release", "--locked", "--example", "chain_proxy"], cwd=ROOT / "extension_src",
+        check=True, env={**os.environ, "CARGO_TARGET_DIR": str(target)},
     )  # fmt: skip
+    shutil.copyfile(target / "release/examples/chain_proxy", out)
+    out.chmod(0o755)
     return out
 
 

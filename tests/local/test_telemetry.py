@@ -19,7 +19,7 @@ from openapi_core.testing import MockRequest, MockResponse
 from tests.local.test_api_contract import SPEC
 from tools.local_lambda import GO_BOOTSTRAP, ROOT, LocalLambda, free_port, wait_until
 
-TESTDATA = ROOT / "extension_src/internal/telemetryapi/testdata"
+TESTDATA = ROOT / "extension_src/src/telemetry/testdata"
 SCHEMA = TESTDATA / "telemetry-event.schema.json"
 CONCURRENCY = 4
 

@@ -1,3 +1,0 @@
-module github.com/invocation-history/extension
-
-go 1.25
