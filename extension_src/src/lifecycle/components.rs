@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::{Options, new_environment_id};
 use crate::config::{ENV_HTTP_PORT, ENV_RUNTIME_PROXY_PORT, ENV_RUNTIME_PROXY_UPSTREAM, ENV_TELEMETRY_PORT};
-use crate::extensions_api::Registration;
+use crate::extensions_api::{Client, Registration};
 use crate::history::{Counts, Store};
 use crate::local_api::{self, Environment, Features, LocalApi};
 use crate::log::{Logger, Value};
@@ -193,7 +193,7 @@ impl Components {
         o: &Options,
         store: &Arc<Store>,
         managed: bool,
-        extension_id: &str,
+        client: &mut Client,
         bound: Option<std::io::Result<(TcpListener, String)>>,
     ) -> Option<String> {
         let (listener, host) = match bound? {
@@ -222,28 +222,29 @@ impl Components {
         let applier = Applier::new(Arc::clone(store), managed, on_report);
         let t = &o.config.telemetry;
         let max_body = telemetry::body_limit(t.max_bytes);
-        let running = TelemetryListener::start(listener, applier, max_body, o.log.clone());
         let buffering = Buffering {
             max_items: t.max_items,
             max_bytes: t.max_bytes,
             timeout_ms: t.timeout_ms,
         };
-        let subscribed = telemetry::subscribe(&o.config.runtime_api, extension_id, &host, port, &buffering, SUBSCRIBE_TIMEOUT).await;
+        let extension_id = client.extension_id().to_owned();
+        // The socket is bound, so a batch posted before the listener serves waits in its backlog;
+        // the listener serves only once a subscription is in effect, and the socket is closed
+        // (dropped) otherwise.
+        let subscribed = telemetry::subscribe(client.connection(), &extension_id, &host, port, &buffering, SUBSCRIBE_TIMEOUT).await;
         match subscribed {
             Ok(Subscription::Subscribed) => {
-                self.telemetry = Some(running);
+                self.telemetry = Some(TelemetryListener::start(listener, applier, max_body, o.log.clone()));
                 self.env.features.telemetry = "on";
                 self.durations_ready = durations;
                 None
             }
             Ok(Subscription::NotSupported) => {
-                running.shutdown(Instant::now()).await;
                 self.env.features.telemetry = "unsupported";
                 // Expected on the RIE: part of the ready line, not a line of its own.
                 Some("Telemetry.NotSupported: the Telemetry API is not available here; records are INVOKE-only".to_owned())
             }
             Err(reason) => {
-                running.shutdown(Instant::now()).await;
                 self.env.features.telemetry = "failed";
                 self.log.warn(
                     "telemetry subscription failed; records are INVOKE-only",

@@ -126,9 +126,7 @@ pub async fn run(o: Options, terminated: impl Future<Output = ()>) -> i32 {
 
     // 5. Subscribe to telemetry: one PUT during init. Anything but a subscription closes the
     //    listener and leaves INVOKE-only records.
-    let telemetry_note = parts
-        .start_telemetry(&o, &store, managed, client.extension_id(), telemetry_bound)
-        .await;
+    let telemetry_note = parts.start_telemetry(&o, &store, managed, &mut client, telemetry_bound).await;
     if managed && parts.telemetry_state() != "on" {
         log.warn(
             "on Lambda Managed Instances records come only from telemetry, which is not on: the history stays empty",

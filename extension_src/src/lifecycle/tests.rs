@@ -31,6 +31,9 @@ struct FakeState {
     telemetry_batch: Option<String>,
     exit_errors: Vec<String>,
     next_calls: u32,
+    /// At the first `/event/next`, whether something listens on this port (the telemetry listener).
+    probe_port: Option<u16>,
+    probe_listening: Option<bool>,
 }
 
 struct FakeLambda {
@@ -95,6 +98,11 @@ impl FakeLambda {
                 response
             }
             ("GET", "/2020-01-01/extension/event/next") => {
+                let probe = lock(&state).probe_port.take();
+                if let Some(port) = probe {
+                    let listening = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok();
+                    lock(&state).probe_listening = Some(listening);
+                }
                 let batch = {
                     let mut s = lock(&state);
                     s.next_calls += 1;
@@ -347,6 +355,25 @@ async fn telemetry_not_supported_degrades_to_invoke_only() {
     );
     assert!(!log.contains("level=WARN"), "expected on the RIE: no warning: {log}");
     assert_eq!(run.store.counts().served, 1);
+}
+
+#[tokio::test]
+async fn the_telemetry_listener_listens_only_while_subscribed() {
+    for (answer, listening) in [
+        (None, true),
+        (Some((StatusCode::ACCEPTED, r#"{"errorType":"Telemetry.NotSupported"}"#)), false),
+    ] {
+        let fake = FakeLambda::start(&[SHUTDOWN]).await;
+        let port = free_port();
+        {
+            let mut s = lock(&fake.state);
+            s.telemetry_answer = answer;
+            s.probe_port = Some(port);
+        }
+        let run = options(&fake, &[("INVOCATION_HISTORY_EXTENSION_TELEMETRY_PORT", &port.to_string())]);
+        assert_eq!(super::run(run.options, never()).await, 0);
+        assert_eq!(lock(&fake.state).probe_listening, Some(listening), "{answer:?}");
+    }
 }
 
 #[tokio::test]

@@ -19,8 +19,8 @@ use super::apply::Applier;
 use crate::log::Logger;
 use crate::serve::{Body, Limits, Server, full, json_error};
 
-/// How long the name lookup may delay init: inside Lambda the name is in the sandbox's hosts
-/// file and answers at once; elsewhere it does not resolve, or a resolver may be slow to say so.
+/// How long finding the sandbox's address may delay init (reading the hosts file takes
+/// microseconds; the bound guards a stuck file system).
 const LOOKUP_TIMEOUT: Duration = Duration::from_millis(100);
 /// Time to receive a batch's body once its headers are in.
 const BODY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -180,16 +180,45 @@ where
 
 /// Binds the listener on port `port` (0: any free port) at the address Lambda delivers to, and
 /// returns it with the host to put in the destination URI. The address is the one
-/// `sandbox.localdomain` resolves to when that is a loopback or link-local address (inside
-/// Lambda); otherwise 127.0.0.1, where the RIE and other emulators post. Never 0.0.0.0: the
-/// listener is not for the network.
+/// `sandbox.localdomain` has in the sandbox's hosts file when that is a loopback or link-local
+/// address (inside Lambda); otherwise 127.0.0.1, where the RIE and other emulators post. Never
+/// 0.0.0.0: the listener is not for the network.
+///
+/// Only the hosts file is read, never DNS: Lambda names the sandbox there, and a DNS query for a
+/// name that is not there costs every cold start about a millisecond (a thread and a round trip to
+/// the resolver, measured on the RIE) to learn nothing.
 pub async fn bind(port: u16) -> io::Result<(TcpListener, String)> {
     bind_with(port, |host| async move {
-        // getaddrinfo on tokio's blocking pool (a current-thread runtime has one too): the hosts
-        // file first, then DNS. A lookup cut short by the timeout finishes on its thread, unseen.
-        tokio::net::lookup_host((host, 0)).await.map(Iterator::collect)
+        let hosts = read_bounded(HOSTS_FILE, MAX_HOSTS_BYTES)?;
+        Ok(hosts_lookup(&hosts, host))
     })
     .await
+}
+
+const HOSTS_FILE: &str = "/etc/hosts";
+/// A hosts file is a few hundred bytes; a larger one is read this far.
+const MAX_HOSTS_BYTES: u64 = 64 << 10;
+
+fn read_bounded(path: &str, max: u64) -> io::Result<String> {
+    use std::io::Read as _;
+    let mut text = String::new();
+    std::fs::File::open(path)?.take(max).read_to_string(&mut text)?;
+    Ok(text)
+}
+
+/// The addresses `name` has in a hosts file's text (names compare without case; `#` starts a
+/// comment).
+pub(crate) fn hosts_lookup(hosts: &str, name: &str) -> Vec<SocketAddr> {
+    hosts
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split('#').next().unwrap_or_default().split_whitespace();
+            let ip: IpAddr = fields.next()?.parse().ok()?;
+            fields
+                .any(|alias| alias.eq_ignore_ascii_case(name))
+                .then_some(SocketAddr::new(ip, 0))
+        })
+        .collect()
 }
 
 pub(crate) async fn bind_with<F, Fut>(port: u16, resolve: F) -> io::Result<(TcpListener, String)>

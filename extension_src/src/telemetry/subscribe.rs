@@ -79,7 +79,7 @@ struct ApiError<'a> {
 /// whose body carries errorType `Telemetry.NotSupported` is `NotSupported`, not an error: that is
 /// how emulators without a Telemetry API answer (with 202), so the status alone says nothing.
 pub async fn subscribe(
-    runtime_api: &str,
+    connection: &mut Connection,
     extension_id: &str,
     host: &str,
     port: u16,
@@ -96,7 +96,6 @@ pub async fn subscribe(
         },
     };
     let body = serde_json::to_vec(&request).map_err(|e| format!("subscribe to telemetry: {e}"))?;
-    let mut connection = Connection::new(runtime_api);
     let answer = connection
         .send(
             Method::PUT,

@@ -945,7 +945,15 @@ async fn subscribe_reads_the_answer_from_its_body() {
         ("server error with no body", 500, "", Err("status 500")),
     ] {
         let (server, address, seen) = fake_api(status, body).await;
-        let got = subscribe(&address, "ext-1", DESTINATION_HOST, 4243, &BUFFERING, Duration::from_secs(5)).await;
+        let got = subscribe(
+            &mut crate::http_client::Connection::new(&address),
+            "ext-1",
+            DESTINATION_HOST,
+            4243,
+            &BUFFERING,
+            Duration::from_secs(5),
+        )
+        .await;
         match (&got, want) {
             (Ok(got), Ok(want)) => assert_eq!(*got, want, "{case}"),
             (Err(e), Err(part)) => assert!(e.starts_with("subscribe to telemetry: ") && e.contains(part), "{case}: {e}"),
@@ -979,17 +987,31 @@ async fn subscribe_reports_an_api_it_cannot_reach() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap().to_string();
     drop(listener);
-    let err = subscribe(&address, "ext-1", DESTINATION_HOST, 4243, &BUFFERING, Duration::from_secs(1))
-        .await
-        .unwrap_err();
+    let err = subscribe(
+        &mut crate::http_client::Connection::new(&address),
+        "ext-1",
+        DESTINATION_HOST,
+        4243,
+        &BUFFERING,
+        Duration::from_secs(1),
+    )
+    .await
+    .unwrap_err();
     assert!(err.starts_with("subscribe to telemetry: connect"), "{err}");
 
     // A server that never answers: the timeout bounds the wait.
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = silent.local_addr().unwrap().to_string();
-    let err = subscribe(&address, "ext-1", DESTINATION_HOST, 4243, &BUFFERING, Duration::from_millis(50))
-        .await
-        .unwrap_err();
+    let err = subscribe(
+        &mut crate::http_client::Connection::new(&address),
+        "ext-1",
+        DESTINATION_HOST,
+        4243,
+        &BUFFERING,
+        Duration::from_millis(50),
+    )
+    .await
+    .unwrap_err();
     assert!(err.contains("no answer within 50 ms"), "{err}");
 }
 
@@ -1058,12 +1080,20 @@ async fn bind_falls_back_to_loopback_quickly() {
     }
 }
 
-// The real lookup, on the current-thread runtime the binary uses: getaddrinfo runs on tokio's
-// blocking pool, which such a runtime has; the bind is loopback or link-local and bounded in time.
+#[test]
+fn the_sandbox_address_comes_from_the_hosts_file() {
+    let hosts = "127.0.0.1 localhost\n# 10.0.0.1 sandbox.localdomain\n169.254.100.1  Sandbox.LocalDomain sandbox # lambda\nbad sandbox.localdomain\n::1 ip6-localhost\n";
+    assert_eq!(
+        super::listener::hosts_lookup(hosts, "sandbox.localdomain"),
+        [addr("169.254.100.1:0")]
+    );
+    assert_eq!(super::listener::hosts_lookup(hosts, "elsewhere"), []);
+    assert_eq!(super::listener::hosts_lookup("", "sandbox.localdomain"), []);
+}
+
+// The real bind, on the current-thread runtime the binary uses: quick, loopback or link-local.
 #[tokio::test(flavor = "current_thread")]
-async fn bind_with_the_system_resolver_on_a_current_thread_runtime() {
-    let resolved: Vec<SocketAddr> = tokio::net::lookup_host(("localhost", 0)).await.unwrap().collect();
-    assert!(resolved.iter().any(|a| a.ip().is_loopback()), "{resolved:?}");
+async fn bind_reads_the_hosts_file_on_a_current_thread_runtime() {
     let started = std::time::Instant::now();
     let (listener, host) = bind(0).await.unwrap();
     assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());
