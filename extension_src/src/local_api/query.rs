@@ -178,11 +178,7 @@ pub(super) fn echo(s: &str) -> String {
     if s.len() <= ECHO_BYTES {
         return format!("{s:?}");
     }
-    let mut end = ECHO_BYTES;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{:?}...", &s[..end])
+    format!("{:?}...", &s[..s.floor_char_boundary(ECHO_BYTES)])
 }
 
 #[cfg(test)]

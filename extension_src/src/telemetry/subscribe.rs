@@ -131,12 +131,5 @@ fn quote(body: &[u8]) -> String {
 }
 
 fn cut(s: &str) -> &str {
-    if s.len() <= MAX_QUOTED_BYTES {
-        return s;
-    }
-    let mut end = MAX_QUOTED_BYTES;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
+    &s[..s.floor_char_boundary(MAX_QUOTED_BYTES)]
 }
