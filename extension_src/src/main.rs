@@ -47,21 +47,31 @@ fn main() {
         metrics_sink: Logger::stdout_sink(),
         proxy_address_file: Some(PROXY_ADDRESS_FILE.into()),
     };
-    let code = runtime.block_on(lifecycle::run(options, terminated()));
+    // The handlers go in before anything else runs: a SIGTERM during init still ends in the
+    // summary line.
+    let terminated = {
+        let _context = runtime.enter();
+        terminated()
+    };
+    let code = runtime.block_on(lifecycle::run(options, terminated));
     std::process::exit(code);
 }
 
-/// Resolves on SIGTERM or SIGINT (the RIE and Lambda send SIGTERM when they stop the
-/// environment without a SHUTDOWN event). Never resolves when the handlers cannot be installed.
-async fn terminated() {
+/// Installs the SIGTERM and SIGINT handlers now and returns a future that resolves on either (the
+/// RIE and Lambda send SIGTERM when they stop the environment without a SHUTDOWN event). The
+/// future never resolves when the handlers cannot be installed. Call it inside the runtime.
+fn terminated() -> impl Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
+    let handlers = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()));
+    async move {
+        match handlers {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
             }
+            _ => std::future::pending().await,
         }
-        _ => std::future::pending().await,
     }
 }

@@ -310,7 +310,6 @@ fn replacement_for(head: &[u8], max_header_bytes: usize) -> Option<Vec<u8>> {
             "HeadersTooLarge",
             &format!("the request line and headers are over {max_header_bytes} bytes, or over 100 headers"),
         ),
-        StatusCode::URI_TOO_LONG => canned_response(status, "UriTooLong", "the request target is too long"),
         _ => canned_response(
             status,
             "InvalidRequest",
@@ -353,8 +352,11 @@ impl Activity {
         self.requests.load(Ordering::Relaxed) > self.responses_sent.load(Ordering::Relaxed)
     }
 
+    /// Idle: it has answered a request and nothing new is under way. A connection that has not
+    /// yet sent a request is not idle: its request may be in the socket's buffer, unread, and
+    /// closing it would leave that caller without an answer (the header timeout bounds it).
     fn is_idle(&self) -> bool {
-        !self.owes_response() && !self.request_arriving.load(Ordering::Relaxed)
+        self.responses_sent.load(Ordering::Relaxed) > 0 && !self.owes_response() && !self.request_arriving.load(Ordering::Relaxed)
     }
 
     fn request_started(&self) {

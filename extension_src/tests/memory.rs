@@ -79,5 +79,6 @@ fn heap_per_record_of_a_full_store() {
             .enumerate()
             .all(|(n, r)| r.request_id.to_string() == request_id(n) && r.trace_id.as_ref().map(ToString::to_string) == Some(trace(n)))
     );
-    assert!(per_record > 0.0);
+    // The budget behind the bench's target (docs/performance.md): a deterministic count, not a timing.
+    assert!(per_record > 0.0 && per_record <= 200.0, "{per_record} bytes per record");
 }

@@ -170,14 +170,14 @@ impl Client {
         Ok(registration)
     }
 
-    /// The identifier Lambda assigned at registration (empty before).
-    #[must_use]
     /// The kept connection to Lambda's local APIs (the Telemetry API answers at the same
     /// address): the one subscription during init reuses it instead of opening another.
     pub fn connection(&mut self) -> &mut Connection {
         &mut self.connection
     }
 
+    /// The identifier Lambda assigned at registration (empty before).
+    #[must_use]
     pub fn extension_id(&self) -> &str {
         &self.id
     }

@@ -34,6 +34,8 @@ pub struct Components {
     telemetry: Option<TelemetryListener>,
     /// Filled by telemetry's reports; written by the metrics part once it starts.
     durations_ready: Option<Arc<Durations>>,
+    /// Telemetry is on in the configuration: the summary line then always carries its counters.
+    telemetry_configured: bool,
     metrics: Option<MetricsPart>,
 }
 
@@ -45,6 +47,8 @@ struct MetricsPart {
 
 /// What the parts counted, for the summary line and the stopped metric.
 pub struct Summary {
+    /// Telemetry was switched on (whether or not a subscription came of it).
+    telemetry_configured: bool,
     telemetry: Option<telemetry::Stats>,
     durations_dropped: Option<u64>,
     proxy: Option<runtime_proxy::Stats>,
@@ -99,6 +103,7 @@ impl Components {
             proxy_state: "off",
             telemetry: None,
             durations_ready: None,
+            telemetry_configured: o.config.telemetry.enabled,
             metrics: None,
         }
     }
@@ -257,7 +262,7 @@ impl Components {
 
     /// Writes the environment-started metric and starts the duration metrics when telemetry
     /// brings durations.
-    pub fn start_metrics(&mut self, o: &Options, _store: &Arc<Store>) {
+    pub fn start_metrics(&mut self, o: &Options) {
         if !o.config.metrics.enabled {
             return;
         }
@@ -310,42 +315,54 @@ impl Components {
         self.proxy_state
     }
 
-    /// Stops every part by `deadline`: the listeners first (telemetry delivers its last batch),
-    /// then the duration metrics write what is left.
+    /// Stops every part by `deadline`. The proxy may hold a runtime's `/next` long poll until
+    /// then, so the telemetry listener (which delivers its last batch) and after it the duration
+    /// metrics (which write what is left) stop beside it, not after it.
     pub async fn shutdown(self, deadline: Instant) -> Summary {
-        let (api, telemetry, proxy) = tokio::join!(
-            async {
-                if let Some(api) = self.local_api {
-                    api.shutdown(deadline).await;
-                }
-            },
-            async {
-                match self.telemetry {
-                    Some(listener) => Some(listener.shutdown(deadline).await),
-                    None => None,
-                }
-            },
-            async {
-                match self.proxy {
-                    Some(proxy) => Some(proxy.shutdown(deadline).await),
-                    None => None,
-                }
-            },
-        );
-        let () = api;
-        let mut durations_dropped = None;
-        let metrics = match self.metrics {
-            Some(part) => {
+        let Self {
+            local_api,
+            proxy,
+            telemetry,
+            metrics,
+            telemetry_configured,
+            ..
+        } = self;
+        let api = async {
+            if let Some(api) = local_api {
+                api.shutdown(deadline).await;
+            }
+        };
+        let proxy = async {
+            match proxy {
+                Some(proxy) => Some(proxy.shutdown(deadline).await),
+                None => None,
+            }
+        };
+        let telemetry_then_metrics = async {
+            let stats = match telemetry {
+                Some(listener) => Some(listener.shutdown(deadline).await),
+                None => None,
+            };
+            let mut durations_dropped = None;
+            let metrics = metrics.map(|part| {
                 if let Some((durations, stop, task)) = part.durations {
                     let _ = stop.send(true);
-                    let _ = tokio::time::timeout_at(deadline, task).await;
-                    durations_dropped = Some(durations.dropped());
+                    durations_dropped = Some((durations, task));
                 }
-                Some((part.emitter, part.dimensions))
-            }
-            None => None,
+                (part.emitter, part.dimensions)
+            });
+            let durations_dropped = match durations_dropped {
+                Some((durations, task)) => {
+                    let _ = tokio::time::timeout_at(deadline, task).await;
+                    Some(durations.dropped())
+                }
+                None => None,
+            };
+            (stats, durations_dropped, metrics)
         };
+        let ((), proxy, (telemetry, durations_dropped, metrics)) = tokio::join!(api, proxy, telemetry_then_metrics);
         Summary {
+            telemetry_configured,
             telemetry,
             durations_dropped,
             proxy,
@@ -361,20 +378,24 @@ impl Summary {
         }
     }
 
-    /// The parts' counters, named as the summary line has always named them.
+    /// The parts' counters, named as the summary line has always named them: a part that is on
+    /// in the configuration shows its counters, zero when it never got to count.
     pub fn append_counts(&self, attrs: &mut Vec<(&str, Value<'_>)>, counts: &Counts) {
-        if let Some(st) = &self.telemetry {
+        if self.telemetry_configured {
+            let st = self.telemetry.unwrap_or_default();
             attrs.extend([
                 ("telemetryBatches", st.batches.into()),
                 ("telemetryEvents", st.events.into()),
                 ("telemetryIgnored", st.ignored.into()),
                 ("telemetryInvalid", st.invalid.into()),
                 ("telemetryRejected", st.rejected_batches.into()),
-                ("pendingUpdatesDropped", counts.pending_updates_dropped.into()),
             ]);
-            if let Some(dropped) = self.durations_dropped {
-                attrs.push(("durationMetricsDropped", dropped.into()));
-            }
+        }
+        if self.telemetry_configured || self.proxy.is_some() {
+            attrs.push(("pendingUpdatesDropped", counts.pending_updates_dropped.into()));
+        }
+        if self.telemetry_configured && self.metrics.is_some() {
+            attrs.push(("durationMetricsDropped", self.durations_dropped.unwrap_or(0).into()));
         }
         if let Some(st) = &self.proxy {
             attrs.extend([

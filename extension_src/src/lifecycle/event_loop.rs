@@ -38,13 +38,33 @@ impl ShutdownReason {
     }
 }
 
-/// Serves events until SHUTDOWN, `terminated`, or an Extensions API that keeps failing. Returns
-/// the reason and, for SHUTDOWN, the deadline Lambda gave.
-pub async fn run(
+/// How the loop ended.
+pub struct LoopEnd {
+    pub reason: ShutdownReason,
+    /// The deadline Lambda gave with SHUTDOWN.
+    pub deadline: Option<Instant>,
+    /// INVOKE events without a valid request id: not recorded, counted.
+    pub invalid_invokes: u64,
+}
+
+/// Serves events until SHUTDOWN, `terminated`, or an Extensions API that keeps failing.
+pub async fn run(client: &mut Client, store: &Arc<Store>, log: &Logger, terminated: impl Future<Output = ()>) -> LoopEnd {
+    let mut invalid_invokes = 0;
+    let (reason, deadline) = serve_events(client, store, log, terminated, &mut invalid_invokes).await;
+    LoopEnd {
+        reason,
+        deadline,
+        invalid_invokes,
+    }
+}
+
+/// The loop itself; returns the reason and, for SHUTDOWN, the deadline Lambda gave.
+async fn serve_events(
     client: &mut Client,
     store: &Arc<Store>,
     log: &Logger,
     terminated: impl Future<Output = ()>,
+    invalid_invokes: &mut u64,
 ) -> (ShutdownReason, Option<Instant>) {
     let mut terminated = std::pin::pin!(terminated);
     let mut failures = 0;
@@ -85,6 +105,12 @@ pub async fn run(
         };
         failures = 0;
         match event {
+            Event::Invoke { request_id, .. } if request_id.is_empty() => {
+                // Its id failed validation (empty, too long, control characters): there is
+                // nothing to file it under.
+                *invalid_invokes += 1;
+                log.debug("ignoring an INVOKE without a valid request id", &[]);
+            }
             Event::Invoke {
                 request_id,
                 deadline_ms,
@@ -120,11 +146,33 @@ pub async fn run(
 /// The monotonic instant of a wall-clock deadline in Unix milliseconds, less a margin for the
 /// summary line (now, when that is past); `None` when Lambda gave no deadline.
 fn deadline_from_epoch_ms(deadline_ms: i64) -> Option<Instant> {
+    deadline_at(deadline_ms, crate::time::Timestamp::now().0 / 1_000_000, Instant::now())
+}
+
+fn deadline_at(deadline_ms: i64, now_ms: i64, now: Instant) -> Option<Instant> {
     const MARGIN_MS: i64 = 50;
     if deadline_ms <= 0 {
         return None;
     }
-    let now_ms = crate::time::Timestamp::now().0 / 1_000_000;
     let left = deadline_ms.saturating_sub(now_ms).saturating_sub(MARGIN_MS).max(0);
-    Some(Instant::now() + Duration::from_millis(left.unsigned_abs()))
+    Some(now + Duration::from_millis(left.unsigned_abs()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shutdown_deadline_becomes_an_instant_with_a_margin() {
+        let now = Instant::now();
+        assert_eq!(deadline_at(1_000_300, 1_000_000, now), Some(now + Duration::from_millis(250)));
+        assert_eq!(
+            deadline_at(1_000_010, 1_000_000, now),
+            Some(now),
+            "a deadline inside the margin is now"
+        );
+        assert_eq!(deadline_at(999_000, 1_000_000, now), Some(now), "a past deadline is now");
+        assert_eq!(deadline_at(0, 1_000_000, now), None, "no deadline given");
+        assert_eq!(deadline_at(i64::MAX, i64::MIN + 1, now).map(|d| d > now), Some(true), "no overflow");
+    }
 }

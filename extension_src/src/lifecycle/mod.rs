@@ -101,7 +101,7 @@ pub async fn run(o: Options, terminated: impl Future<Output = ()>) -> i32 {
     //    every extension has registered, so the runtime finds it ready.
     parts.start_runtime_proxy(&o, &store).await;
 
-    // 4. Register, binding the telemetry listener meanwhile (its address comes from a DNS lookup).
+    // 4. Register, binding the telemetry listener's socket meanwhile.
     //    Without a registration there is no identifier to report an init error with: log, exit 1,
     //    and Lambda fails the init.
     let events: &[EventType] = if managed {
@@ -136,7 +136,7 @@ pub async fn run(o: Options, terminated: impl Future<Output = ()>) -> i32 {
     parts.publish_environment();
 
     // 6. The environment-started metric, then the ready line.
-    parts.start_metrics(&o, &store);
+    parts.start_metrics(&o);
     let mut ready: Vec<(&str, Value<'_>)> = vec![
         ("version", o.version.into()),
         ("port", o.config.http_port.into()),
@@ -155,11 +155,12 @@ pub async fn run(o: Options, terminated: impl Future<Output = ()>) -> i32 {
     log.info("ready", &ready);
 
     // 7. The event loop: nothing between INVOKE and the next /event/next that can wait.
-    let (reason, deadline) = event_loop::run(&mut client, &store, &log, terminated).await;
+    let end = event_loop::run(&mut client, &store, &log, terminated).await;
+    let reason = end.reason;
 
     // 8. Stop the parts within the deadline, then the stopped metric and one summary line.
     let budget = tokio::time::Instant::now() + SHUTDOWN_BUDGET;
-    let summary = parts.shutdown(deadline.map_or(budget, |d| d.min(budget))).await;
+    let summary = parts.shutdown(end.deadline.map_or(budget, |d| d.min(budget))).await;
     let counts = store.counts();
     let lifetime_ms = (o.clock)().millis_since(o.started);
     summary.write_stopped_metric(lifetime_ms, counts.served, reason.as_str());
@@ -171,6 +172,9 @@ pub async fn run(o: Options, terminated: impl Future<Output = ()>) -> i32 {
         ("lifetimeMs", lifetime_ms.into()),
     ];
     summary.append_counts(&mut attrs, &counts);
+    if end.invalid_invokes > 0 {
+        attrs.push(("invalidInvokes", end.invalid_invokes.into()));
+    }
     log.info("shutdown", &attrs);
     i32::from(reason == ShutdownReason::EventLoopFailed)
 }

@@ -451,3 +451,44 @@ async fn the_proxy_address_is_published_only_when_the_proxy_listens() {
     assert!(text(&run.lines).contains("runtimeProxy=failed"));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn an_invoke_without_a_valid_request_id_is_counted_not_recorded() {
+    let fake = FakeLambda::start(&[&invoke(""), &invoke("a"), SHUTDOWN]).await;
+    let run = options(&fake, &[]);
+    assert_eq!(super::run(run.options, never()).await, 0);
+    assert_eq!(run.store.records().len(), 1);
+    let log = text(&run.lines);
+    let shutdown = log.lines().find(|l| l.contains("msg=shutdown")).unwrap();
+    assert!(
+        shutdown.contains("invocationsServed=1") && shutdown.contains("invalidInvokes=1"),
+        "{shutdown}"
+    );
+}
+
+#[tokio::test]
+async fn the_summary_line_carries_the_counters_of_every_part_that_is_on() {
+    // Telemetry on but not supported here: its counters are there, at zero.
+    let fake = FakeLambda::start(&[&invoke("a"), SHUTDOWN]).await;
+    lock(&fake.state).telemetry_answer = Some((StatusCode::ACCEPTED, r#"{"errorType":"Telemetry.NotSupported"}"#));
+    let run = options(&fake, &[]);
+    assert_eq!(super::run(run.options, never()).await, 0);
+    let log = text(&run.lines);
+    let shutdown = log.lines().find(|l| l.contains("msg=shutdown")).unwrap();
+    for key in [
+        "telemetryBatches=0",
+        "telemetryEvents=0",
+        "telemetryIgnored=0",
+        "telemetryInvalid=0",
+        "telemetryRejected=0",
+        "pendingUpdatesDropped=0",
+        "durationMetricsDropped=0",
+    ] {
+        assert!(shutdown.contains(key), "{key} missing: {shutdown}");
+    }
+    // Telemetry off: none of them.
+    let fake = FakeLambda::start(&[SHUTDOWN]).await;
+    let run = options(&fake, &[("INVOCATION_HISTORY_EXTENSION_TELEMETRY", "off")]);
+    assert_eq!(super::run(run.options, never()).await, 0);
+    assert!(!text(&run.lines).contains("telemetryBatches"));
+}

@@ -96,7 +96,7 @@ fn canned_answers_are_well_formed() {
     for (head, status, kind) in [
         (&b"HTTP/1.1 431 Request Header Fields Too Large\r\n"[..], 431, "HeadersTooLarge"),
         (b"HTTP/1.1 400 Bad Request\r\n", 400, "InvalidRequest"),
-        (b"HTTP/1.0 414 URI Too Long\r\n", 414, "UriTooLong"),
+        (b"HTTP/1.0 414 URI Too Long\r\n", 414, "InvalidRequest"),
     ] {
         let answer = replacement_for(head, 16384).unwrap();
         let text = std::str::from_utf8(&answer).unwrap();

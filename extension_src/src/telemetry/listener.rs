@@ -19,8 +19,8 @@ use super::apply::Applier;
 use crate::log::Logger;
 use crate::serve::{Body, Limits, Server, full, json_error};
 
-/// How long finding the sandbox's address may delay init (reading the hosts file takes
-/// microseconds; the bound guards a stuck file system).
+/// How long an asynchronous resolver may delay the bind (tests pass slow ones); the hosts file
+/// that `bind` reads is read at once, in microseconds.
 const LOOKUP_TIMEOUT: Duration = Duration::from_millis(100);
 /// Time to receive a batch's body once its headers are in.
 const BODY_TIMEOUT: Duration = Duration::from_secs(5);
