@@ -13,12 +13,7 @@ use std::marker::PhantomData;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-/// Longest request id accepted (Lambda's are 36-byte UUIDs).
-pub const MAX_REQUEST_ID_BYTES: usize = 256;
-/// Longest invoked function ARN accepted (Lambda's are at most 256 characters with an alias).
-pub const MAX_ARN_BYTES: usize = 2048;
-/// Longest trace header accepted (X-Ray's are 74 bytes, with lineage a few hundred).
-pub const MAX_TRACE_ID_BYTES: usize = 2048;
+pub use crate::history::{MAX_ARN_BYTES, MAX_REQUEST_ID_BYTES, MAX_TRACE_ID_BYTES};
 /// Lambda's shutdown reasons are single words (`spindown`, `timeout`, `failure`).
 const MAX_SHUTDOWN_REASON_BYTES: usize = 64;
 /// An unknown event type is only logged; a longer one is cut.

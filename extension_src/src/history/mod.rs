@@ -15,7 +15,10 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
-pub use record::{Extra, Outcome, Record, RequestId, Source, Status, TraceId};
+pub use record::{
+    Extra, MAX_ARN_BYTES, MAX_ERROR_TYPE_BYTES, MAX_REQUEST_ID_BYTES, MAX_TRACE_ID_BYTES, Outcome, Record, RequestId, Source, Status,
+    TraceId,
+};
 
 use crate::time::Clock;
 

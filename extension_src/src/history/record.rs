@@ -13,6 +13,14 @@ use std::sync::Arc;
 
 use crate::time::Timestamp;
 
+/// The longest values a record keeps, for every source that fills one (INVOKE, telemetry, the
+/// proxy), so a value one source accepts is never refused by another. Lambda's are far shorter: a
+/// request id is a 36-byte UUID, an ARN under 200 bytes, an X-Ray header 74 (more with lineage).
+pub const MAX_REQUEST_ID_BYTES: usize = 256;
+pub const MAX_ERROR_TYPE_BYTES: usize = 256;
+pub const MAX_ARN_BYTES: usize = 2048;
+pub const MAX_TRACE_ID_BYTES: usize = 2048;
+
 /// Which sources reported the start of an attempt (see `Store::begin`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Source {

@@ -10,8 +10,7 @@ use crate::history::Query;
 /// How long a caller naming a request id without `waitMs` waits: long enough to cover the INVOKE
 /// race (microseconds in practice), short enough not to eat the function's time budget.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(1);
-/// Longest request id accepted, in bytes.
-pub const MAX_REQUEST_ID_BYTES: usize = 256;
+pub use crate::history::MAX_REQUEST_ID_BYTES;
 /// Largest `limit` and `waitMs` (the spec's 2^31 - 1).
 const MAX_INT31: u64 = (1 << 31) - 1;
 /// Longest echo of a caller's text in an error message.

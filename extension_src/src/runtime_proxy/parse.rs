@@ -16,13 +16,8 @@ pub const HEADER_FUNCTION_ARN: &str = "lambda-runtime-invoked-function-arn";
 pub const HEADER_TRACE_ID: &str = "lambda-runtime-trace-id";
 pub const HEADER_ERROR_TYPE: &str = "lambda-runtime-function-error-type";
 
-/// Bounds on what the proxy stores from headers and bodies. Lambda's request ids are 36
-/// characters, its ARNs under 200 and its trace headers under 256 (longer with X-Ray lineage):
-/// the bounds leave room for any real value and refuse what only a broken or hostile peer sends.
-pub const MAX_REQUEST_ID_BYTES: usize = 256;
-pub const MAX_ERROR_TYPE_BYTES: usize = 256;
-pub const MAX_FUNCTION_ARN_BYTES: usize = 2048;
-pub const MAX_TRACE_ID_BYTES: usize = 2048;
+/// Bounds on what the proxy stores from headers and bodies: the record's own.
+pub use crate::history::{MAX_ARN_BYTES as MAX_FUNCTION_ARN_BYTES, MAX_ERROR_TYPE_BYTES, MAX_REQUEST_ID_BYTES, MAX_TRACE_ID_BYTES};
 /// 9999-12-31T23:59:59.999Z: the local API writes years 1970-9999 only.
 pub const MAX_DEADLINE_MS: i64 = 253_402_300_799_999;
 

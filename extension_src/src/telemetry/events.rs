@@ -14,11 +14,10 @@ use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, IgnoredAny, Ma
 
 use crate::history::Status;
 
-/// Longest request id, error type, runtime version (and its ARN), init type or function ARN kept.
-/// Lambda's are far shorter (a request id is 36 bytes, an ARN at most 140).
-pub const MAX_TEXT_BYTES: usize = 256;
-/// Longest trace header kept: X-Ray's usual shape is 74 bytes; lineage and other keys add some.
-pub const MAX_TRACE_BYTES: usize = 512;
+/// Longest request id, error type, runtime version (and its ARN) or init type kept: the record's
+/// bound (function ARNs and traces take the record's own, longer bounds).
+pub const MAX_TEXT_BYTES: usize = crate::history::MAX_REQUEST_ID_BYTES;
+use crate::history::{MAX_ARN_BYTES, MAX_TRACE_ID_BYTES as MAX_TRACE_BYTES};
 /// Longest duration accepted, in milliseconds: an invocation lasts at most 15 minutes, and so does
 /// an init with provisioned concurrency or SnapStart; the rest is margin (the billed duration may
 /// include an on-demand init).
@@ -229,7 +228,7 @@ fn validate_invoke<'a>(phase: InvokePhase, time: &'a str, record: &'a RawRecord<
         phase,
         request_id,
         time,
-        function_arn: text(&record.function_arn, MAX_TEXT_BYTES)?,
+        function_arn: text(&record.function_arn, MAX_ARN_BYTES)?,
         trace: text(&tracing.value, MAX_TRACE_BYTES)?,
         status: status(&record.status)?,
         error_type: text(&record.error_type, MAX_TEXT_BYTES)?,

@@ -483,11 +483,13 @@ fn start_and_init_values_are_validated_too() {
     for (case, body) in [
         (
             "long trace",
-            start_with(json!({"requestId": ID_SUCCESS, "tracing": {"type": "X-Amzn-Trace-Id", "value": "R".repeat(600)}})),
+            start_with(
+                json!({"requestId": ID_SUCCESS, "tracing": {"type": "X-Amzn-Trace-Id", "value": "R".repeat(crate::history::MAX_TRACE_ID_BYTES + 1)}}),
+            ),
         ),
         (
             "long function ARN",
-            start_with(json!({"requestId": ID_SUCCESS, "functionArn": long})),
+            start_with(json!({"requestId": ID_SUCCESS, "functionArn": "a".repeat(crate::history::MAX_ARN_BYTES + 1)})),
         ),
         ("request id not a string", start_with(json!({"requestId": 7}))),
     ] {
