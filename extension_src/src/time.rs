@@ -137,22 +137,18 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     (year, month, day)
 }
 
-impl fmt::Display for Timestamp {
-    /// RFC 3339 in UTC with the fraction's trailing zeros trimmed (Go's `RFC3339Nano`). Written
-    /// into a stack buffer and out in one piece: the local API writes three per record.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Timestamp {
+    /// RFC 3339 in UTC with the fraction's trailing zeros trimmed (Go's `RFC3339Nano`), for years
+    /// 0-9999, as bytes and their length: no formatting machinery (the local API writes one or
+    /// three per record). `None` for other years.
+    #[must_use]
+    pub fn rfc3339(self) -> Option<([u8; 30], usize)> {
         let secs = self.0.div_euclid(NANOS_PER_SEC);
         let nanos = self.0.rem_euclid(NANOS_PER_SEC);
         let (year, month, day) = civil_from_days(secs.div_euclid(SECS_PER_DAY));
         let tod = secs.rem_euclid(SECS_PER_DAY);
         if !(0..=9999).contains(&year) {
-            return write!(
-                f,
-                "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-                tod / 3600,
-                tod / 60 % 60,
-                tod % 60
-            );
+            return None;
         }
         let mut out = *b"0000-00-00T00:00:00.000000000Z";
         put_digits(&mut out[0..4], year);
@@ -172,7 +168,25 @@ impl fmt::Display for Timestamp {
             end
         };
         out[end] = b'Z';
-        f.write_str(std::str::from_utf8(&out[..=end]).unwrap_or_default())
+        Some((out, end + 1))
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some((text, len)) = self.rfc3339() {
+            return f.write_str(std::str::from_utf8(&text[..len]).unwrap_or_default());
+        }
+        let secs = self.0.div_euclid(NANOS_PER_SEC);
+        let (year, month, day) = civil_from_days(secs.div_euclid(SECS_PER_DAY));
+        let tod = secs.rem_euclid(SECS_PER_DAY);
+        write!(
+            f,
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+            tod / 3600,
+            tod / 60 % 60,
+            tod % 60
+        )
     }
 }
 

@@ -113,21 +113,34 @@ impl RequestId {
     }
 }
 
+impl RequestId {
+    /// The text of a UUID id, without formatting machinery (the local API writes one per record).
+    #[must_use]
+    pub fn uuid_ascii(&self) -> Option<[u8; 36]> {
+        match self {
+            Self::Uuid(bytes) => Some(uuid_text(bytes)),
+            Self::Text(_) => None,
+        }
+    }
+}
+
+fn uuid_text(bytes: &[u8; 16]) -> [u8; 36] {
+    let mut out = [0u8; 36];
+    let mut at = 0;
+    for (i, byte) in bytes.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            out[at] = b'-';
+            at += 1;
+        }
+        at = put_hex(&mut out, at, *byte);
+    }
+    out
+}
+
 impl fmt::Display for RequestId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Uuid(b) => {
-                let mut out = [0u8; 36];
-                let mut at = 0;
-                for (i, byte) in b.iter().enumerate() {
-                    if matches!(i, 4 | 6 | 8 | 10) {
-                        out[at] = b'-';
-                        at += 1;
-                    }
-                    at = put_hex(&mut out, at, *byte);
-                }
-                f.write_str(ascii(&out))
-            }
+            Self::Uuid(bytes) => f.write_str(ascii(&uuid_text(bytes))),
             Self::Text(text) => f.write_str(text),
         }
     }
@@ -242,17 +255,30 @@ impl TraceId {
     }
 }
 
+impl TraceId {
+    /// The text of an X-Ray header kept as bytes, without formatting machinery.
+    #[must_use]
+    pub fn xray_ascii(&self) -> Option<[u8; 74]> {
+        match self {
+            Self::Xray(x) => Some(xray_text(x)),
+            Self::Text(_) => None,
+        }
+    }
+}
+
+fn xray_text(x: &XrayTrace) -> [u8; 74] {
+    let mut out = *b"Root=1-00000000-000000000000000000000000;Parent=0000000000000000;Sampled=0";
+    put_all(&mut out, 7, &x.epoch);
+    put_all(&mut out, 16, &x.id);
+    put_all(&mut out, 48, &x.parent);
+    out[73] = if x.sampled { b'1' } else { b'0' };
+    out
+}
+
 impl fmt::Display for TraceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Xray(x) => {
-                let mut out = *b"Root=1-00000000-000000000000000000000000;Parent=0000000000000000;Sampled=0";
-                put_all(&mut out, 7, &x.epoch);
-                put_all(&mut out, 16, &x.id);
-                put_all(&mut out, 48, &x.parent);
-                out[73] = if x.sampled { b'1' } else { b'0' };
-                f.write_str(ascii(&out))
-            }
+            Self::Xray(x) => f.write_str(ascii(&xray_text(x))),
             Self::Text(text) => f.write_str(text),
         }
     }

@@ -105,26 +105,35 @@ fn write_optional_float(out: &mut Vec<u8>, key: &[u8], value: f64) {
 
 fn write_time(out: &mut Vec<u8>, time: Timestamp) {
     // RFC 3339 needs no escaping.
-    let _ = write!(out, "\"{time}\"");
+    match time.rfc3339() {
+        Some((text, len)) => write_quoted_ascii(out, &text[..len]),
+        None => {
+            let _ = write!(out, "\"{time}\"");
+        }
+    }
+}
+
+/// Text made of letters, digits and punctuation that JSON does not escape, quoted.
+fn write_quoted_ascii(out: &mut Vec<u8>, text: &[u8]) {
+    out.push(b'"');
+    out.extend_from_slice(text);
+    out.push(b'"');
 }
 
 fn write_request_id(out: &mut Vec<u8>, id: &RequestId) {
-    match id {
-        // Hex digits and '-': nothing to escape (the id formats itself into one write).
-        RequestId::Uuid(_) => {
-            let _ = write!(out, "\"{id}\"");
-        }
-        RequestId::Text(text) => write_json(out, &**text),
+    match (id.uuid_ascii(), id) {
+        (Some(text), _) => write_quoted_ascii(out, &text),
+        (None, RequestId::Text(text)) => write_json(out, &**text),
+        (None, RequestId::Uuid(_)) => {}
     }
 }
 
 fn write_trace_id(out: &mut Vec<u8>, trace: &TraceId) {
-    match trace {
+    match (trace.xray_ascii(), trace) {
         // Letters, digits, '-', '=' and ';' only: nothing to escape.
-        TraceId::Xray(_) => {
-            let _ = write!(out, "\"{trace}\"");
-        }
-        TraceId::Text(text) => write_json(out, &**text),
+        (Some(text), _) => write_quoted_ascii(out, &text),
+        (None, TraceId::Text(text)) => write_json(out, &**text),
+        (None, TraceId::Xray(_)) => {}
     }
 }
 
