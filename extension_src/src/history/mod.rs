@@ -335,6 +335,14 @@ impl Inner {
                 self.ring.reserve_exact(grown - self.ring.len());
             }
             self.ring.push(record);
+            if self.ring.len() == self.capacity {
+                // From here on every append evicts one id and inserts another. The index's removals
+                // leave tombstones that use up its free slots, and a table more than half full then
+                // grows (hashbrown doubles it, once, ~280 KB at 10,000 records) instead of tidying in
+                // place. Room for twice the records now means it only ever tidies: the memory of a
+                // full store is what it is at the moment it fills.
+                self.index.reserve(self.capacity);
+            }
             self.ring.len() - 1
         };
         self.index.insert(key, self.served);

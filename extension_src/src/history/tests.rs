@@ -306,3 +306,18 @@ fn the_eviction_order_stays_bounded_while_one_id_waits_forever() {
     assert!(s.lock().pending_order.len() <= 2 * MAX_PENDING_IDS + 1);
     assert_eq!(s.counts().pending_updates, 1);
 }
+
+#[test]
+fn a_full_store_never_grows_its_index_however_long_it_runs() {
+    let s = store(1000);
+    for n in 0..1000 {
+        invoke(&s, &id(n));
+    }
+    let full = s.lock().index.capacity();
+    for n in 1000..50_000 {
+        invoke(&s, &id(n));
+    }
+    // capacity() is what fits without growing; tombstones lower it until a tidy restores it.
+    assert!(s.lock().index.capacity() <= full, "the index grew: {} > {full}", s.lock().index.capacity());
+    assert_eq!(s.lock().index.len(), 1000);
+}
