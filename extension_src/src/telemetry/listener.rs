@@ -201,9 +201,13 @@ const MAX_HOSTS_BYTES: u64 = 64 << 10;
 
 fn read_bounded(path: &str, max: u64) -> io::Result<String> {
     use std::io::Read as _;
-    let mut text = String::new();
-    std::fs::File::open(path)?.take(max).read_to_string(&mut text)?;
-    Ok(text)
+    let mut file = std::fs::File::open(path)?;
+    // One read of the whole file in the usual case (std's growth from a small first read would
+    // take several); `take` bounds a file that is larger than any hosts file should be.
+    let expected = file.metadata().map_or(0, |m| m.len()).min(max);
+    let mut bytes = Vec::with_capacity(usize::try_from(expected).unwrap_or(0) + 1);
+    (&mut file).take(max).read_to_end(&mut bytes)?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// The addresses `name` has in a hosts file's text (names compare without case; `#` starts a
