@@ -97,3 +97,18 @@ def rss_growth(samples: list[dict], max_records: int, key: str = "rss") -> float
     if at is None or not after or not at[key]:
         return None
     return (max(s[key] for s in after) - at[key]) / at[key]
+
+
+def rss_trend(samples: list[dict], after_invokes: int, key: str = "rss") -> float | None:
+    """The least-squares slope of the samples taken after `after_invokes`, in bytes per 10,000
+    invokes: a leak shows as a steady slope, allocator churn as scatter around a flat line."""
+    points = [(s["invokes"], s[key]) for s in samples if s["invokes"] > after_invokes and s.get(key) is not None]
+    if len(points) < 3:
+        return None
+    n = len(points)
+    mean_x = sum(x for x, _ in points) / n
+    mean_y = sum(y for _, y in points) / n
+    var = sum((x - mean_x) ** 2 for x, _ in points)
+    if not var:
+        return None
+    return 10_000 * sum((x - mean_x) * (y - mean_y) for x, y in points) / var

@@ -10,20 +10,30 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import http.client
 import json
 import os
 import random
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
 
-from bench.harness import BIN, INVOKE_PATH, BenchLambda, extension_build, go_build, machine, say, summary
+from bench.harness import BIN, GO_BUILD_INFO_MAGIC, INVOKE_PATH, BenchLambda, go_build, machine, say, summary
 from bench.soak import checks, readers, telemetry
 from tools.local_lambda import EXTENSION, EXTENSION_NAME, RIE, ROOT, LocalLambda, NoIdleRuntime, free_port, local_api_json, wait_until
 
 MODES = ("managed", "standard")
+# The RIE's managed-instances Telemetry API deadlocks when a batch is due (its buffering timeout
+# passed, or it is full) while the previous batch's POST is still unanswered: it drops the batch and
+# announces that with a platform.logsDropped event sent from the very loop that reads those events,
+# on an unbuffered channel, so the loop waits on itself. From then on every platform event blocks,
+# and with it every invoke and the RIE's shutdown. This is its warning just before. A timeoutMs well
+# above the listener's answer time (--telemetry-timeout-ms) makes it rare; the run reports it when
+# it happens rather than blaming the extension.
+RIE_TELEMETRY_DEADLOCK = "could not send batch to telemetry Subscriber as previous batch hasn't processed yet"
 OUT_DIR = ROOT / "build/soak"
 FUNCTION = BIN / "bootstrap"  # bench/noop-function, the bench's: answers {} and never calls the extension
 
@@ -82,10 +92,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--reader-pause-ms", type=float, default=2.0, help="pause of each reader between requests")
     parser.add_argument("--full-read-pause-s", type=float, default=1.0, help="pause between full-store reads (0: none)")
     parser.add_argument("--telemetry-pause-ms", type=float, default=2.0, help="pause between invalid telemetry posts")
+    parser.add_argument("--telemetry-timeout-ms", type=int, default=1000,
+                        help="the subscription's buffering timeoutMs (INVOCATION_HISTORY_EXTENSION_TELEMETRY_TIMEOUT_MS; "
+                             "the extension's default is 25): see RIE_TELEMETRY_DEADLOCK")  # fmt: skip
     parser.add_argument("--sample-every", type=int, default=1000, help="sample the extension's memory every N invokes")
     parser.add_argument("--rss-growth-limit", type=float, default=0.05,
                         help="fail when VmRSS grows more than this fraction after the store is full")  # fmt: skip
     parser.add_argument("--deadline-s", type=float, default=3600.0, help="give up invoking after this long")
+    parser.add_argument("--extension", type=Path, default=EXTENSION,
+                        help="the extension binary to run (default: what `make build` built)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=None, help=f"results JSON (default {OUT_DIR.relative_to(ROOT)}/soak-<mode>.json)")
     parser.add_argument("--seed", type=int, default=None)
     args = parser.parse_args(argv)
@@ -105,6 +120,8 @@ class Soak:
         self.latencies: list[float] = []
         self.traces: list[str] = []
         self.failures: list[str] = []
+        self.diagnostics: dict | None = None
+        self.logs = ""
 
     def check(self, name: str, ok: bool, detail="") -> bool:
         self.checks.append({"name": name, "ok": bool(ok), "detail": detail})
@@ -112,8 +129,8 @@ class Soak:
 
     def run(self) -> dict:
         args = self.args
-        if not (EXTENSION.exists() and RIE.exists()):
-            raise SystemExit(f"missing {EXTENSION} or {RIE}: run `make build rie` (or `make soak`)")
+        if not (args.extension.exists() and RIE.exists()):
+            raise SystemExit(f"missing {args.extension} or {RIE}: run `make build rie` (or `make soak`)")
         go_build("noop-function", FUNCTION)
         self.api_port, self.telemetry_port = free_port(), free_port()
         env = {
@@ -123,8 +140,10 @@ class Soak:
             # nothing may listen), and the maxBytes the listener's body limit derives from.
             "INVOCATION_HISTORY_EXTENSION_TELEMETRY_PORT": str(self.telemetry_port),
             "INVOCATION_HISTORY_EXTENSION_TELEMETRY_MAX_BYTES": str(telemetry.MAX_BYTES),
+            "INVOCATION_HISTORY_EXTENSION_TELEMETRY_TIMEOUT_MS": str(args.telemetry_timeout_ms),
         }
-        local = SoakLambda([str(FUNCTION)], env=env, managed_instances=1 if self.managed else 0)
+        local = SoakLambda([str(FUNCTION)], env=env, extensions={EXTENSION_NAME: args.extension},
+                           managed_instances=1 if self.managed else 0)  # fmt: skip
         started = time.perf_counter()
         local.start()
         try:
@@ -173,6 +192,7 @@ class Soak:
                     say(f"  {done} invokes, {done / (time.perf_counter() - invoke_started):.0f}/s")
         except Exception as e:  # an invoke failed: the run goes on to its checks, which fail
             self.failures.append(f"invoke {done + 1}: {e!r}")
+            self.diagnostics = diagnose(local, pid, (self.api_port, self.telemetry_port))
         invoke_seconds = time.perf_counter() - invoke_started
         reader_pool.stop()
         if sender:
@@ -192,6 +212,7 @@ class Soak:
         self.sample(local, done, pid, final=True)
         exit_code = local.stop()
         logs = local.logs()
+        self.logs = logs
 
         invoked = checks.started_request_ids(logs)
         problems = checks.window_problems(listing, invoked=invoked, traces=self.traces[:done], invokes=done,
@@ -210,6 +231,10 @@ class Soak:
         sent = sender.result() if sender else None
         if sent:
             self._telemetry_checks(sent, summary_line, counts)
+        if self.managed:
+            stalls = [line for line in logs.splitlines() if RIE_TELEMETRY_DEADLOCK in line]
+            self.check("the RIE's telemetry subscriber never fell a batch behind (an RIE deadlock follows)", not stalls,
+                       stalls[:1] or f"timeoutMs {args.telemetry_timeout_ms}")  # fmt: skip
         warnings = checks.extension_warnings(logs)
         self.check("no WARN or ERROR line from the extension", not warnings, warnings[:3])
         self.check("RIE exited cleanly", exit_code == 0, exit_code)
@@ -222,10 +247,11 @@ class Soak:
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "command": " ".join(["python -m bench.soak", *self.argv]),
             "machine": machine(),
-            "extension": extension_build(),
+            "extension": describe_binary(args.extension),
             "config": {"mode": args.mode, "invokes": args.invokes, "maxRecords": args.max_records, "readers": args.readers,
                        "readerPauseMs": args.reader_pause_ms, "fullReadPauseS": args.full_read_pause_s,
                        "telemetryPauseMs": args.telemetry_pause_ms if self.managed else None,
+                       "telemetryTimeoutMs": args.telemetry_timeout_ms if self.managed else None,
                        "sampleEvery": args.sample_every, "rssGrowthLimit": args.rss_growth_limit},  # fmt: skip
             "invokes": {"done": done, "refusalsRetried": local.refusals, "seconds": round(invoke_seconds, 1),
                         "perSecond": round(done / invoke_seconds, 1) if invoke_seconds else None,
@@ -239,6 +265,7 @@ class Soak:
             "shutdown": summary_line,
             "checks": self.checks,
             "ok": all(c["ok"] for c in self.checks),
+            **({"diagnostics": self.diagnostics} if self.diagnostics else {}),
         }
 
     def _telemetry_checks(self, sent: dict, line: dict, counts: dict) -> None:
@@ -273,15 +300,52 @@ class Soak:
         end = self.samples[-1]
         growth = checks.rss_growth(self.samples, self.args.max_records)
         anon = checks.rss_growth(self.samples, self.args.max_records, "anon")
+        # The slope once the store has turned over once (the ring and the held updates at their bounds).
+        trend = checks.rss_trend([s for s in self.samples if not s.get("final")], 2 * self.args.max_records)
         return {
             "startMiB": {"rss": mib(self.samples[0], "rss"), "anon": mib(self.samples[0], "anon")},
             "atMaxRecordsMiB": {"rss": mib(at, "rss"), "anon": mib(at, "anon")} if at else None,
             "endMiB": {"rss": mib(end, "rss"), "anon": mib(end, "anon"), "hwm": mib(end, "hwm")},
             "growthRss": round(growth, 4) if growth is not None else None,
+            "growthRssAtEnd": round(end["rss"] / at["rss"] - 1, 4) if at and at["rss"] and end["rss"] else None,
             "growthAnon": round(anon, 4) if anon is not None else None,
+            "trendKiBPer10kInvokes": round(trend / 1024, 2) if trend is not None else None,
             "samples": [[s["invokes"], s["rss"], s["anon"], s["hwm"]] for s in self.samples],
             "sampleColumns": ["invokes", "rssBytes", "anonBytes", "hwmBytes"],
         }
+
+
+def diagnose(local: SoakLambda, pid: int | None, ports: tuple[int, ...]) -> dict:
+    """What the processes and sockets were doing when an invoke failed: the sockets of the RIE's
+    ports and the extension's (ss), and where each of the environment's processes waits."""
+    wanted = {*ports, local.port, local.runtime_api_port}
+    sockets = subprocess.run(["ss", "-tanpi"], capture_output=True, text=True).stdout.splitlines()
+    found = [line for line in sockets if any(f":{p} " in line for p in wanted)]
+    processes = {}
+    for candidate in {pid, local.process.pid if local.process else None} - {None}:
+        try:
+            for task in Path(f"/proc/{candidate}/task").iterdir():
+                stat = (task / "stat").read_text().rsplit(")", 1)[1].split()
+                processes[f"{candidate}/{task.name}"] = {"state": stat[0], "wchan": (task / "wchan").read_text()}
+        except OSError:
+            continue
+    return {"ports": {"invoke": local.port, "runtimeApi": local.runtime_api_port, "others": list(ports)},
+            "sockets": found[:200], "tasks": processes, "rieLogTail": local.logs()[-20_000:]}  # fmt: skip
+
+
+def describe_binary(path: Path) -> dict:
+    """Which extension the run measured: memory figures depend on the C library's allocator, so a
+    static (musl, as the layer ships it) and a dynamic (glibc) build are told apart."""
+    data = path.read_bytes()
+    # A dynamic executable names its loader in .interp, within the first pages.
+    interpreter = next((name for name in (b"ld-linux", b"ld-musl") if name in data[:4096]), None)
+    return {
+        "path": os.path.relpath(path, ROOT) if path.resolve().is_relative_to(ROOT) else str(path),
+        "bytes": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "language": "Go" if GO_BUILD_INFO_MAGIC in data else "Rust",
+        "linking": f"dynamic ({interpreter.decode()})" if interpreter else "static",
+    }
 
 
 def listening(port: int) -> bool:
@@ -296,16 +360,20 @@ def table(result: dict) -> str:
     m, inv, final = result["memory"], result["invokes"], result["final"]
     lines = [
         f"soak ({result['config']['mode']}): {inv['done']} invokes in {inv['seconds']} s ({inv['perSecond']}/s), "
-        f"p50 {inv['latencyMs'].get('p50')} ms, p99 {inv['latencyMs'].get('p99')} ms; extension {result['extension']['language']}",
+        f"p50 {inv['latencyMs'].get('p50')} ms, p99 {inv['latencyMs'].get('p99')} ms; extension "
+        f"{result['extension']['language']}, {result['extension']['linking']}",
         f"  served {final['served']} = retained {final['retained']} + dropped {final['dropped']}",
         f"  VmRSS MiB: start {m['startMiB']['rss']}, at {result['config']['maxRecords']} records "
         f"{(m['atMaxRecordsMiB'] or {}).get('rss')}, end {m['endMiB']['rss']} (HWM {m['endMiB']['hwm']}); "
-        f"growth after full {_pct(m['growthRss'])}; RssAnon growth {_pct(m['growthAnon'])}",
+        f"growth after full: largest {_pct(m['growthRss'])}, at end {_pct(m['growthRssAtEnd'])}; RssAnon largest {_pct(m['growthAnon'])}; "
+        f"trend {m['trendKiBPer10kInvokes']} KiB per 10,000 invokes",
         f"  readers: {result['readers']['requests']} requests, {result['readers']['errors']} errors",
     ]  # fmt: skip
     if result["telemetry"]:
         t = result["telemetry"]
-        lines.append(f"  invalid telemetry: {t['requests']} requests, expected {t['expected']}")
+        lines.append(f"  invalid telemetry: {t['requests']} requests, expected {t['expected']}; listener answered small "
+                     f"batches in p50 {t['smallBatchAnswerMs'].get('p50')} ms, p99 {t['smallBatchAnswerMs'].get('p99')} ms, "
+                     f"max {t['smallBatchAnswerMs'].get('max')} ms")  # fmt: skip
     for c in result["checks"]:
         detail = c["detail"] if isinstance(c["detail"], str) else json.dumps(c["detail"])
         lines.append(f"  {'PASS' if c['ok'] else 'FAIL'}  {c['name']}" + (f"  ({detail[:160]})" if detail else ""))
@@ -323,11 +391,13 @@ def main(argv: list[str] | None = None) -> dict:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
     soak = Soak(args, argv)
-    say(f"soak: {args.invokes} invokes, mode {args.mode}, maxRecords {args.max_records} (extension {EXTENSION})")
+    say(f"soak: {args.invokes} invokes, mode {args.mode}, maxRecords {args.max_records} (extension {args.extension})")
     result = soak.run()
     out = args.out or OUT_DIR / f"soak-{args.mode}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
+    if not result["ok"]:  # the whole log is the evidence
+        out.with_suffix(".rie.log").write_text(soak.logs)
     say(table(result))
     say(f"results: {os.path.relpath(out, ROOT) if out.is_relative_to(ROOT) else out}")
     return result

@@ -31,6 +31,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
+from bench.harness import summary
+
 # The soak pins the subscription's maxBytes so that it knows the listener's body limit, which is
 # maxBytes plus 64 KiB for the array around the events (listener.rs body_limit), and what the
 # listener still reads past it to answer 413 instead of resetting (DRAIN_BYTES).
@@ -263,6 +265,9 @@ def _empty_array() -> Request:
     return Request("empty-array", Expected(), body=b"[]")
 
 
+# Accepted batches of a few small elements: their answer time is the listener's latency.
+SMALL_ACCEPTED = ("empty-array", "mixed", "other-known", "unknown-types")
+
 KINDS: tuple[Callable[[], Request], ...] = (
     _wrong_shapes, _not_json, _out_of_range, _unknown_types, _empty_body, _unknown_ids, _not_an_array,
     _other_known, _truncated, _mixed, _trailing_garbage, _number_overflow, _wrong_method, _deep_nesting,
@@ -322,6 +327,9 @@ class Sender:
     answers: Counter = field(default_factory=Counter)  # "kind status" -> count
     unexpected: list[str] = field(default_factory=list)
     unexpected_count: int = 0
+    # How long the listener took to answer an accepted batch of a few elements, in ms: the RIE
+    # waits for each answer before it posts its next batch.
+    small_batch_ms: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
@@ -342,6 +350,7 @@ class Sender:
             if self._stop.is_set() and i % len(KINDS) == 0:
                 return
             request = KINDS[i % len(KINDS)]()
+            started = time.perf_counter()
             try:
                 status = send(self.port, request)
             except OSError as e:  # could not even connect: the listener is gone
@@ -352,6 +361,8 @@ class Sender:
                 self.expected.add(request.expected)
                 if status not in request.expected.statuses:
                     self._unexpected(f"{request.kind}: answered {status}, want one of {request.expected.statuses}")
+                elif request.kind in SMALL_ACCEPTED:
+                    self.small_batch_ms.append((time.perf_counter() - started) * 1000)
             self.sent[request.kind] += 1
             self.answers[f"{request.kind} {status}"] += 1
             if self.pause:
@@ -370,4 +381,5 @@ class Sender:
             "answers": dict(sorted(self.answers.items())),
             "unexpectedAnswers": self.unexpected_count,
             "unexpectedSample": self.unexpected,
+            "smallBatchAnswerMs": {k: round(v, 3) for k, v in summary(self.small_batch_ms).items()},
         }
