@@ -91,6 +91,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--readers", type=int, default=3, help="local API reader threads (plus one full-store reader)")
     parser.add_argument("--reader-pause-ms", type=float, default=2.0, help="pause of each reader between requests")
     parser.add_argument("--full-read-pause-s", type=float, default=1.0, help="pause between full-store reads (0: none)")
+    parser.add_argument("--hostile-telemetry", action=argparse.BooleanOptionalAction, default=True,
+                        help="post the invalid telemetry stream (managed mode); --no-hostile-telemetry for a control run")  # fmt: skip
     parser.add_argument("--telemetry-pause-ms", type=float, default=2.0, help="pause between invalid telemetry posts")
     parser.add_argument("--telemetry-timeout-ms", type=int, default=1000,
                         help="the subscription's buffering timeoutMs (INVOCATION_HISTORY_EXTENSION_TELEMETRY_TIMEOUT_MS; "
@@ -175,7 +177,8 @@ class Soak:
 
         reader_pool = readers.Readers(self.api_port, args.readers, args.reader_pause_ms / 1000, args.full_read_pause_s,
                                       args.max_records, seed=args.seed or 1).start()  # fmt: skip
-        sender = telemetry.Sender(self.telemetry_port, args.telemetry_pause_ms / 1000).start() if self.managed else None
+        hostile = self.managed and args.hostile_telemetry
+        sender = telemetry.Sender(self.telemetry_port, args.telemetry_pause_ms / 1000).start() if hostile else None
         invoke_started = time.perf_counter()
         deadline = time.monotonic() + args.deadline_s
         done = 1
@@ -250,7 +253,8 @@ class Soak:
             "extension": describe_binary(args.extension),
             "config": {"mode": args.mode, "invokes": args.invokes, "maxRecords": args.max_records, "readers": args.readers,
                        "readerPauseMs": args.reader_pause_ms, "fullReadPauseS": args.full_read_pause_s,
-                       "telemetryPauseMs": args.telemetry_pause_ms if self.managed else None,
+                       "hostileTelemetry": bool(sender),
+                       "telemetryPauseMs": args.telemetry_pause_ms if sender else None,
                        "telemetryTimeoutMs": args.telemetry_timeout_ms if self.managed else None,
                        "sampleEvery": args.sample_every, "rssGrowthLimit": args.rss_growth_limit},  # fmt: skip
             "invokes": {"done": done, "refusalsRetried": local.refusals, "seconds": round(invoke_seconds, 1),
