@@ -400,8 +400,11 @@ def main(argv: list[str] | None = None) -> dict:
     out = args.out or OUT_DIR / f"soak-{args.mode}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
-    if not result["ok"]:  # the whole log is the evidence
-        out.with_suffix(".rie.log").write_text(soak.logs)
+    if not result["ok"]:  # the whole log is the evidence; tens of MB, so under build/ whatever --out says
+        log = OUT_DIR / f"{out.stem}.rie.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(soak.logs)
+        say(f"the RIE's log: {os.path.relpath(log, ROOT)}")
     say(table(result))
     say(f"results: {os.path.relpath(out, ROOT) if out.is_relative_to(ROOT) else out}")
     return result
