@@ -1,0 +1,5 @@
+import sys
+
+from bench.soak.run import cli
+
+sys.exit(cli())
