@@ -5,12 +5,13 @@
 //! the capacity in records, and the updates it holds for records that do not exist yet are
 //! bounded in count and in bytes; whatever is evicted or refused is counted.
 
+mod index;
 mod record;
 
 use std::collections::hash_map::{Entry, RandomState};
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::hash::BuildHasher;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
@@ -21,6 +22,7 @@ pub use record::{
 };
 
 use crate::time::Clock;
+use index::Index;
 
 /// The ring's first allocation. It doubles up to the capacity as records arrive, so an
 /// environment that serves a few invocations holds a few records' worth.
@@ -95,11 +97,9 @@ struct Inner {
     capacity: usize,
     start: usize,
     served: u64,
-    /// Hash of a request id -> sequence of its latest retained record. A 64-bit keyed hash (the
-    /// key is random per process) stands for the id, 16 bytes an entry instead of a copy of the
-    /// id; a lookup compares the record's own id, so a collision (about n²/2⁶⁵ for n ids) can
-    /// only make an id look absent, never return another's record.
-    index: HashMap<u64, u64, BuildHasherDefault<PrehashedKey>>,
+    /// Request id -> ring slot of its latest retained record (`index.rs`), keyed by a hash whose
+    /// key is random per process, so callers cannot aim collisions at it.
+    index: Index,
     hasher: RandomState,
     pending: HashMap<RequestId, Pending>,
     /// Request ids in the order their first held update arrived, for eviction. Ids whose updates
@@ -127,7 +127,7 @@ impl Store {
                 capacity,
                 start: 0,
                 served: 0,
-                index: HashMap::default(),
+                index: Index::for_slots(capacity.min(INITIAL_RING)),
                 hasher: RandomState::new(),
                 pending: HashMap::new(),
                 pending_order: VecDeque::new(),
@@ -295,9 +295,8 @@ impl Inner {
     }
 
     fn find(&self, request_id: &str) -> Option<usize> {
-        let sequence = *self.index.get(&self.key_of_str(request_id))?;
-        let slot = self.slot_of(sequence);
-        self.ring[slot].request_id.is(request_id).then_some(slot)
+        self.index
+            .find(self.key_of_str(request_id), |slot| self.ring[slot].request_id.is(request_id))
     }
 
     fn counts(&self) -> Counts {
@@ -317,35 +316,29 @@ impl Inner {
         self.served += 1;
         record.sequence = self.served;
         record.cold_start = self.served == 1;
-        let key = self.hasher.hash_one(&record.request_id);
         let slot = if self.ring.len() == self.capacity {
             let slot = self.start;
-            let evicted = &self.ring[slot];
-            let evicted_key = self.hasher.hash_one(&evicted.request_id);
-            if self.index.get(&evicted_key) == Some(&evicted.sequence) {
-                self.index.remove(&evicted_key);
-            }
+            let ring = &self.ring;
+            let evicted = &ring[slot].request_id;
+            self.index
+                .remove(self.hasher.hash_one(evicted), slot, |s| ring[s].request_id == *evicted);
             self.ring[slot] = record;
             self.start = (self.start + 1) % self.capacity;
             slot
         } else {
             if self.ring.len() == self.ring.capacity() {
-                // Double, but never past the capacity: the last step lands on it exactly.
+                // Double, but never past the capacity: the last step lands on it exactly. The
+                // index is rebuilt for the new size, at most half full from here to the next step.
                 let grown = self.ring.capacity().max(1).saturating_mul(2).min(self.capacity);
                 self.ring.reserve_exact(grown - self.ring.len());
+                self.rebuild_index();
             }
             self.ring.push(record);
-            if self.ring.len() == self.capacity {
-                // From here on every append evicts one id and inserts another. The index's removals
-                // leave tombstones that use up its free slots, and a table more than half full then
-                // grows (hashbrown doubles it, once, ~280 KB at 10,000 records) instead of tidying in
-                // place. Room for twice the records now means it only ever tidies: the memory of a
-                // full store is what it is at the moment it fills.
-                self.index.reserve(self.capacity);
-            }
             self.ring.len() - 1
         };
-        self.index.insert(key, self.served);
+        let ring = &self.ring;
+        let id = &ring[slot].request_id;
+        self.index.insert(self.hasher.hash_one(id), slot, |s| ring[s].request_id == *id);
         f(&mut self.ring[slot]);
         if let Some(pending) = self.pending.remove(&self.ring[slot].request_id) {
             self.pending_bytes -= pending.bytes;
@@ -358,6 +351,18 @@ impl Inner {
         }
         self.share_arn(slot);
         slot
+    }
+
+    /// A new index sized for the ring's allocation, holding every retained record (oldest first,
+    /// so a retried id ends up pointing at its latest record).
+    fn rebuild_index(&mut self) {
+        let mut index = Index::for_slots(self.ring.capacity());
+        let ring = &self.ring;
+        for (slot, record) in ring.iter().enumerate() {
+            let id = &record.request_id;
+            index.insert(self.hasher.hash_one(id), slot, |s| ring[s].request_id == *id);
+        }
+        self.index = index;
     }
 
     fn share_arn(&mut self, slot: usize) {
@@ -455,26 +460,6 @@ impl Drop for Appended<'_> {
         if let Some(id) = self.waker_id {
             self.store.lock().wakers.retain(|(w, _)| *w != id);
         }
-    }
-}
-
-/// The index's keys are already keyed hashes: hashing them again would only cost time.
-#[derive(Default)]
-struct PrehashedKey(u64);
-
-impl Hasher for PrehashedKey {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
     }
 }
 
