@@ -39,9 +39,11 @@ from bench.harness import summary
 MAX_BYTES = 262_144
 BODY_LIMIT = MAX_BYTES + (64 << 10)
 DRAIN_BYTES = 64 << 10
-# Bounds of events.rs: longest text kept, longest trace header, longest duration, most memory.
+# Bounds of a record (history/record.rs, shared by every source): longest request id, error type or
+# version kept, longest ARN and trace header.
 MAX_TEXT = 256
-MAX_TRACE = 512
+MAX_ARN = 2048
+MAX_TRACE = 2048
 # Far past serde_json's nesting limit (128) and deep enough to overflow a recursive parser's stack.
 DEEP_NESTING = 5_000
 
@@ -210,7 +212,7 @@ def _out_of_range() -> Request:
         {"time": now(), "type": "platform.runtimeDone", "record": {"requestId": rid, "status": "done"}},
         {"time": now(), "type": "platform.runtimeDone", "record": {"requestId": rid, "metrics": {"durationMs": -0.5}}},
         # platform.start creates records on Managed Instances: each of these must not
-        {"time": now(), "type": "platform.start", "record": {"requestId": rid, "functionArn": "a" * (MAX_TEXT + 1)}},
+        {"time": now(), "type": "platform.start", "record": {"requestId": rid, "functionArn": "a" * (MAX_ARN + 1)}},
         {"time": now(), "type": "platform.start", "record": {"requestId": rid, "tracing": {"value": "T" * (MAX_TRACE + 1)}}},
         {"time": now(), "type": "platform.start", "record": {"requestId": "s" * 10_000}},
         {"time": now(), "type": "platform.initStart", "record": {"runtimeVersion": "v" * (MAX_TEXT + 1)}},
