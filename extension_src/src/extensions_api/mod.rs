@@ -59,6 +59,8 @@ const REGISTER_TIMEOUT: Duration = Duration::from_secs(10);
 const REPORT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Lambda's own bound on an extension identifier is far lower; this one only keeps a hostile
 /// header out of every later request.
+/// Pauses between registration attempts that found the API not listening (360 ms at most in all).
+const REGISTER_CONNECT_RETRIES: [Duration; 3] = [Duration::from_millis(10), Duration::from_millis(50), Duration::from_millis(300)];
 const MAX_IDENTIFIER_BYTES: usize = 256;
 /// Error messages sent to Lambda are cut here: the function's log shows them, whole stack traces
 /// do not belong there.
@@ -90,6 +92,10 @@ enum ErrorKind {
 }
 
 impl Error {
+    fn is_refused_connection(&self) -> bool {
+        matches!(&self.kind, ErrorKind::Transport(http_client::Error::Connect(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused)
+    }
+
     /// The HTTP status of a non-2xx answer.
     #[must_use]
     pub fn status(&self) -> Option<u16> {
@@ -143,16 +149,26 @@ impl Client {
         let body = serde_json::to_vec(&Body { events }).unwrap_or_default();
         // The Go extension asked for the account id; kept so Lambda answers the same way.
         let headers = [(HEADER_NAME, name), (HEADER_FEATURE, "accountId"), CONTENT_TYPE_JSON];
-        let answer = call(
-            &mut self.connection,
-            OPERATION,
-            Method::POST,
-            REGISTER_PATH,
-            &headers,
-            body.into(),
-            Some(REGISTER_TIMEOUT),
-        )
-        .await?;
+        let body = Bytes::from(body);
+        let mut pauses = REGISTER_CONNECT_RETRIES.iter();
+        let answer = loop {
+            let sent = call(
+                &mut self.connection,
+                OPERATION,
+                Method::POST,
+                REGISTER_PATH,
+                &headers,
+                body.clone(),
+                Some(REGISTER_TIMEOUT),
+            )
+            .await;
+            match (sent, pauses.next()) {
+                // An API not yet listening (seen once in hundreds of emulator starts): a failed
+                // registration fails the whole init, so a refused connection is worth a few retries.
+                (Err(e), Some(pause)) if e.is_refused_connection() => tokio::time::sleep(*pause).await,
+                (sent, _) => break sent?,
+            }
+        };
         let registration = parse_registration(&answer.body).map_err(|e| Error {
             operation: OPERATION,
             kind: ErrorKind::Decode(e),

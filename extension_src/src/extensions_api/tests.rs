@@ -461,3 +461,37 @@ fn members_borrow_plain_strings_from_the_body() {
     let escaped: event::Member<'_> = serde_json::from_slice(br#""pl\u0061in""#).unwrap();
     assert!(matches!(escaped.text(), Some(std::borrow::Cow::Owned(s)) if s == "plain"));
 }
+
+#[tokio::test]
+async fn registration_waits_briefly_for_an_api_that_is_not_listening_yet() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = stream.read(&mut buf).await.unwrap();
+        let body = r#"{"functionName":"fn","functionVersion":"1","handler":"h"}"#;
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\nLambda-Extension-Identifier: id-9\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(answer.as_bytes()).await.unwrap();
+    });
+    let mut client = Client::new(&format!("127.0.0.1:{port}"));
+    let registration = client.register("ext", &[EventType::Invoke]).await.unwrap();
+    assert_eq!((registration.function_name.as_str(), client.extension_id()), ("fn", "id-9"));
+}
+
+#[tokio::test]
+async fn registration_gives_up_on_an_api_that_never_listens() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let started = std::time::Instant::now();
+    let err = Client::new(&format!("127.0.0.1:{port}"))
+        .register("ext", &[EventType::Invoke])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("connect"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+}
