@@ -12,12 +12,6 @@ use invocation_history::lifecycle::{self, Options};
 use invocation_history::log::Logger;
 use invocation_history::time::{Timestamp, system_clock};
 
-// musl's allocator (the static build's) hands freed pages back to the kernel at once and maps them
-// again on the next request: a read of the whole store took twice as long as with glibc. dlmalloc
-// keeps freed memory for reuse, up to its trim threshold (measurements: docs/performance.md).
-#[global_allocator]
-static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
-
 /// The registered name; Lambda requires it to equal the executable's file name.
 const NAME: &str = "invocation-history-extension";
 const VERSION: &str = env!("CARGO_PKG_VERSION");
