@@ -182,7 +182,37 @@ pub(super) struct ListBody {
     tail: Option<Vec<u8>>,
     /// The largest page so far, to size the next buffer.
     page_bytes: usize,
+    /// Page buffers hyper has written and dropped, to fill again: a whole store is ~160 pages,
+    /// and a fresh buffer for each costs an `mmap`/`munmap` pair with musl's allocator.
+    spare: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
 }
+
+/// A page handed to hyper; when hyper drops it, its buffer goes back to the list's spares.
+struct Page {
+    bytes: Vec<u8>,
+    spare: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+}
+
+impl AsRef<[u8]> for Page {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl Drop for Page {
+    fn drop(&mut self) {
+        let mut bytes = std::mem::take(&mut self.bytes);
+        bytes.clear();
+        let mut spare = self.spare.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Hyper holds at most a few pages at once; more spares than that would only hold memory.
+        if spare.len() < MAX_SPARE_PAGES {
+            spare.push(bytes);
+        }
+    }
+}
+
+/// Page buffers kept for reuse by one list response.
+const MAX_SPARE_PAGES: usize = 4;
 
 impl ListBody {
     pub(super) fn new(store: Arc<Store>, window: Window, tail: &ListTail<'_>) -> Self {
@@ -194,13 +224,15 @@ impl ListBody {
             wrote_record: false,
             tail: Some(tail.encode()),
             page_bytes: 4096,
+            spare: Arc::default(),
         }
     }
 
     /// The next frame's bytes; `None` once everything is sent.
     pub(super) fn next_page(&mut self) -> Option<Vec<u8>> {
         let tail = self.tail.take()?;
-        let mut page = Vec::with_capacity(self.page_bytes + tail.len());
+        let reused = self.spare.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop();
+        let mut page = reused.unwrap_or_else(|| Vec::with_capacity(self.page_bytes + tail.len()));
         if !self.started {
             self.started = true;
             page.extend_from_slice(b"{\"invocations\":[");
@@ -233,7 +265,12 @@ impl hyper::body::Body for ListBody {
     type Error = BoxError;
 
     fn poll_frame(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        Poll::Ready(self.get_mut().next_page().map(|page| Ok(Frame::data(Bytes::from(page)))))
+        let body = self.get_mut();
+        let spare = Arc::clone(&body.spare);
+        Poll::Ready(body.next_page().map(|bytes| {
+            let page = Page { bytes, spare };
+            Ok(Frame::data(Bytes::from_owner(page)))
+        }))
     }
 
     fn is_end_stream(&self) -> bool {
