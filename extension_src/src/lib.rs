@@ -10,6 +10,7 @@ pub mod lifecycle;
 pub mod local_api;
 pub mod log;
 pub mod metrics;
+pub mod percent;
 pub mod runtime_proxy;
 pub mod serve;
 pub mod telemetry;

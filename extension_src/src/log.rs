@@ -63,39 +63,22 @@ impl<'a> From<&'a String> for Value<'a> {
         Self::Str(v)
     }
 }
-impl From<u64> for Value<'_> {
-    fn from(v: u64) -> Self {
-        Self::Uint(v)
-    }
+/// Numbers and booleans become the variant that prints them as they are.
+macro_rules! value_from {
+    ($($t:ty => $variant:ident),* $(,)?) => {$(
+        impl From<$t> for Value<'_> {
+            fn from(v: $t) -> Self {
+                Self::$variant(v.into())
+            }
+        }
+    )*};
 }
-impl From<u32> for Value<'_> {
-    fn from(v: u32) -> Self {
-        Self::Uint(u64::from(v))
-    }
-}
-impl From<u16> for Value<'_> {
-    fn from(v: u16) -> Self {
-        Self::Uint(u64::from(v))
-    }
-}
+
+value_from!(u64 => Uint, u32 => Uint, u16 => Uint, i64 => Int, f64 => Float, bool => Bool);
+
 impl From<usize> for Value<'_> {
     fn from(v: usize) -> Self {
         Self::Uint(v as u64)
-    }
-}
-impl From<i64> for Value<'_> {
-    fn from(v: i64) -> Self {
-        Self::Int(v)
-    }
-}
-impl From<f64> for Value<'_> {
-    fn from(v: f64) -> Self {
-        Self::Float(v)
-    }
-}
-impl From<bool> for Value<'_> {
-    fn from(v: bool) -> Self {
-        Self::Bool(v)
     }
 }
 

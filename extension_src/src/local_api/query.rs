@@ -11,6 +11,7 @@ use crate::history::Query;
 /// race (microseconds in practice), short enough not to eat the function's time budget.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(1);
 pub use crate::history::MAX_REQUEST_ID_BYTES;
+use crate::percent::Undecodable;
 /// Largest `limit` and `waitMs` (the spec's 2^31 - 1).
 const MAX_INT31: u64 = (1 << 31) - 1;
 /// Longest echo of a caller's text in an error message.
@@ -134,41 +135,10 @@ fn decode_query<const N: usize>(raw: &str, known: [&str; N]) -> Result<[Option<S
 
 /// Percent-decodes `s` (and `+` as a space in a query); the result must be UTF-8.
 fn unescape(s: &str, plus_is_space: bool) -> Result<String, String> {
-    if !s.bytes().any(|b| b == b'%' || (plus_is_space && b == b'+')) {
-        return Ok(s.to_owned());
-    }
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let byte = bytes
-                    .get(i + 1..i + 3)
-                    .and_then(|hex| Some(hex_digit(hex[0])? << 4 | hex_digit(hex[1])?))
-                    .ok_or_else(|| format!("bad escape {}: '%' must be followed by two hex digits", echo(&s[i..])))?;
-                out.push(byte);
-                i += 3;
-            }
-            b'+' if plus_is_space => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).map_err(|_| "not UTF-8 once decoded".to_owned())
-}
-
-fn hex_digit(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
+    match crate::percent::decode(s, plus_is_space) {
+        Ok(text) => Ok(text.into_owned()),
+        Err(Undecodable::BadEscape(at)) => Err(format!("bad escape {}: '%' must be followed by two hex digits", echo(&s[at..]))),
+        Err(Undecodable::NotUtf8) => Err("not UTF-8 once decoded".to_owned()),
     }
 }
 

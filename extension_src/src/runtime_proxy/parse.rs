@@ -53,9 +53,9 @@ pub fn classify<'a>(method: &Method, path: &'a str) -> RuntimeRequest<'a> {
     if !path.contains('%') {
         return classify_decoded(method, path);
     }
-    match percent_decode(path) {
-        Some(decoded) => classify_decoded(method, &decoded).into_owned(),
-        None => RuntimeRequest::Other,
+    match crate::percent::decode(path, false) {
+        Ok(decoded) => classify_decoded(method, &decoded).into_owned(),
+        Err(_) => RuntimeRequest::Other,
     }
 }
 
@@ -77,25 +77,6 @@ fn classify_decoded<'a>(method: &Method, path: &'a str) -> RuntimeRequest<'a> {
         "error" => RuntimeRequest::Error(Cow::Borrowed(id)),
         _ => RuntimeRequest::Other,
     }
-}
-
-/// `%XX` escapes decoded; `None` for a bad escape or a result that is not UTF-8.
-fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hi = (*b.get(i + 1)? as char).to_digit(16)?;
-            let lo = (*b.get(i + 2)? as char).to_digit(16)?;
-            out.push(u8::try_from(hi * 16 + lo).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// Headers that describe one connection, not the message (RFC 9110 7.6.1), never forwarded.
