@@ -249,9 +249,11 @@ class BenchLambda(LocalLambda):
             bootstrap = [f"/opt/{WRAPPER.name}", str(built.function)]
             if proxy:
                 env.update({"INVOCATION_HISTORY_EXTENSION_RUNTIME_PROXY": "on", "INVOCATION_HISTORY_EXTENSION_RUNTIME_PROXY_PORT": str(free_port())})
-        # Cold starts take a few ms: probe the invoke endpoint every 0.5 ms, not LocalLambda's 20.
+        # Cold starts take a few ms: probe the invoke endpoint every 0.5 ms, not LocalLambda's 20;
+        # extensions start as they are, without the launcher that keeps their last log lines.
         super().__init__(bootstrap, env=env, extensions=extensions, opt_files=opt_files,
-                         managed_instances=1 if managed else 0, poll_interval=0.0005)  # fmt: skip
+                         managed_instances=1 if managed else 0, poll_interval=0.0005,
+                         extension_output_direct=False)  # fmt: skip
         self._conn: http.client.HTTPConnection | None = None
 
     @property

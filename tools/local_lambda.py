@@ -12,6 +12,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -43,6 +44,8 @@ STATE_DIR = Path("/tmp/invocation-history-extension")
 WRAPPER = ROOT / "extension_src/wrapper/invocation-history-wrapper"
 # Starts the RIE in its managed-instances mode (a tmpfs over /var for /var/task; see the script).
 MANAGED_INSTANCES_SCRIPT = ROOT / "tests/local/fixtures/rie-managed-instances.sh"
+# Under /opt, where extension_output_direct keeps the binaries its launchers run.
+EXTENSION_BINARIES = ".extension-binaries"
 
 
 def wait_until(predicate, timeout: float, interval: float = 0.005):
@@ -114,6 +117,12 @@ class LocalLambda:
     managed_instances: int = 0
     # How often start() probes the invoke endpoint: the benchmark polls finer to time cold starts.
     poll_interval: float = 0.02
+    # Managed-instances mode only: the RIE copies an extension's stdout to its own through a
+    # goroutine that can lose the last lines when the RIE exits right after the extension (its
+    # process wait returns once the line is read, not written), which is where the shutdown
+    # summary and the stopped metric are. True starts each extension through a one-line launcher
+    # that appends its output to the log itself; the benchmark turns it off to time the bare exec.
+    extension_output_direct: bool = True
 
     def __post_init__(self) -> None:
         self.port = free_port()
@@ -154,9 +163,18 @@ class LocalLambda:
         self.state.mkdir()
         STATE_DIR.mkdir(exist_ok=True)  # the mount point; stays empty on the machine itself
         extensions = {EXTENSION_NAME: EXTENSION} if self.extensions is None else self.extensions
+        direct = bool(self.managed_instances) and self.extension_output_direct
         for name, source in extensions.items():
             target = self.opt / "extensions" / name
-            shutil.copy(source, target)
+            if direct:
+                binary = self.opt / EXTENSION_BINARIES / name
+                binary.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(source, binary)
+                binary.chmod(0o755)
+                launcher = f'#!/bin/sh\nexec /opt/{EXTENSION_BINARIES}/{name} "$@" >>{shlex.quote(str(self.log_path))} 2>&1\n'
+                target.write_text(launcher)
+            else:
+                shutil.copy(source, target)
             target.chmod(0o755)
         for rel, source in opt_files.items():
             target = self.opt / rel
@@ -182,7 +200,12 @@ class LocalLambda:
             "--runtime-api-address", f"127.0.0.1:{self.runtime_api_port}",
             *bootstrap,
         ]  # fmt: skip
-        self._log = open(self.log_path, "wb")
+        # Append mode: a launched extension appends to the same file, so neither overwrites the other.
+        self._log = open(self.log_path, "ab")
+        if direct:
+            # In this mode the RIE runs extensions as another user, who must reach and write the log.
+            self._tmp.chmod(0o711)
+            self.log_path.chmod(0o666)
         self.process = subprocess.Popen(
             command, env=env, cwd=self.task_root, stdout=self._log, stderr=subprocess.STDOUT
         )
