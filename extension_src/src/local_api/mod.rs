@@ -25,7 +25,7 @@ use crate::history::{Counts, Store};
 use crate::log::Logger;
 use crate::serve::{self, Body, Server, full, json_error};
 use crate::time::Timestamp;
-use encode::{ListBody, ListTail};
+use encode::{ListBody, ListTail, PagePool};
 use query::echo;
 
 /// Callers parked in a request-id wait at once; the next is refused (429) rather than queued.
@@ -98,6 +98,7 @@ impl LocalApi {
             env: Mutex::new(Arc::new(env)),
             max_wait,
             waiters: AtomicUsize::new(0),
+            pages: PagePool::default(),
         });
         let handler_api = Arc::clone(&api);
         let server = Server::start(listener, SERVER_LIMITS, log, move |request| {
@@ -132,6 +133,8 @@ struct Api {
     env: Mutex<Arc<Environment>>,
     max_wait: Duration,
     waiters: AtomicUsize,
+    /// Written list pages, filled again by the next list response.
+    pages: PagePool,
 }
 
 /// Too many callers wait already.
@@ -206,7 +209,7 @@ impl Api {
             },
             waited_for,
         };
-        let body = ListBody::new(Arc::clone(&self.store), window, &tail);
+        let body = ListBody::new(Arc::clone(&self.store), window, &tail, self.pages.clone());
         json_body(StatusCode::OK, body.boxed())
     }
 

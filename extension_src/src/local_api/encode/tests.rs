@@ -272,7 +272,7 @@ fn pages_join_into_one_document() {
         cursor: window.up_to,
         waited_for: Some(("w", false)),
     };
-    let mut body = ListBody::new(Arc::clone(&store), window, &tail);
+    let mut body = ListBody::new(Arc::clone(&store), window, &tail, PagePool::default());
     let mut pages = Vec::new();
     while let Some(page) = body.next_page() {
         pages.push(page);
@@ -285,8 +285,47 @@ fn pages_join_into_one_document() {
 
     // An empty window is one frame.
     let (empty, _) = store.window(crate::history::Query { after: 10_000, limit: 0 });
-    let mut body = ListBody::new(store, empty, &tail);
+    let mut body = ListBody::new(store, empty, &tail, PagePool::default());
     let page = body.next_page().unwrap();
     assert!(page.starts_with(b"{\"invocations\":[],\"environmentId\":\"env\""));
     assert!(body.next_page().is_none());
+}
+
+#[test]
+fn written_pages_are_kept_for_the_next_response_within_bounds() {
+    let pool = PagePool::default();
+    // Hyper drops each page once written: its buffer goes back to the pool, emptied.
+    for _ in 0..MAX_SPARE_PAGES + 2 {
+        drop(Page {
+            bytes: b"written".to_vec(),
+            pool: pool.clone(),
+        });
+    }
+    assert_eq!(pool.spares(), MAX_SPARE_PAGES, "no more than MAX_SPARE_PAGES kept");
+    // A page larger than MAX_SPARE_BYTES is freed, not kept.
+    let big = PagePool::default();
+    drop(Page {
+        bytes: Vec::with_capacity(MAX_SPARE_BYTES + 1),
+        pool: big.clone(),
+    });
+    assert_eq!(big.spares(), 0);
+
+    // The next response fills a kept buffer: no new allocation, same bytes as a fresh one.
+    let store = Arc::new(Store::new(10, crate::history::fixed_clock(1)));
+    store.begin("a", crate::history::Source::Invoke, |_, _| {});
+    let (window, counts) = store.window(crate::history::Query::default());
+    let tail = ListTail {
+        environment_id: "env",
+        served: counts.served,
+        retained: counts.retained,
+        dropped: counts.dropped,
+        cursor: window.up_to,
+        waited_for: None,
+    };
+    let fresh = ListBody::new(Arc::clone(&store), window, &tail, PagePool::default())
+        .next_page()
+        .unwrap();
+    let reused = ListBody::new(store, window, &tail, pool.clone()).next_page().unwrap();
+    assert_eq!(pool.spares(), MAX_SPARE_PAGES - 1);
+    assert_eq!(reused, fresh);
 }
