@@ -1,36 +1,53 @@
-//! A small HTTP/1 client for Lambda's local APIs (Extensions API, Telemetry API): plain HTTP on a
+//! A small HTTP/1.1 client for Lambda's local APIs (Extensions API, Telemetry API): plain HTTP on a
 //! `host:port` the platform gives, answers read into memory up to a bound.
 //!
 //! A `Connection` is kept open across requests (the event loop's `/event/next` long poll is one
 //! request per invocation: a new TCP connection each time would cost on every invoke) and is
 //! re-opened once, transparently, when the peer has closed it.
+//!
+//! Written on `httparse` (hyper's own parser) rather than on hyper's client: `/event/next` is on
+//! every invocation's path, and hyper's client spent most of the extension's time over the floor
+//! there (a connection task woken and woken back, a `HeaderMap` built for each request and answer,
+//! the body collected through a frame list). Here a request is one `write` from a kept buffer and
+//! an answer one allocation; headers are parsed again only when a caller asks for one.
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full, Limited};
-use hyper::client::conn::http1::SendRequest;
-use hyper::header::{HeaderMap, HeaderValue};
-use hyper::{Method, Request, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper::header::{HeaderMap, HeaderName, HeaderValue};
+use hyper::{Method, StatusCode};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
+
+/// The longest answer head (status line and headers) accepted.
+const MAX_HEAD_BYTES: usize = 16 << 10;
+/// Headers parsed in one answer at most.
+const MAX_HEADERS: usize = 64;
+/// The read buffer is kept between requests up to this size (a large answer's is let go).
+const MAX_KEPT_BUFFER: usize = 64 << 10;
+/// What one read asks the socket for at least.
+const READ_CHUNK: usize = 4096;
 
 /// Why a request got no answer.
 #[derive(Debug)]
 pub enum Error {
     Connect(std::io::Error),
-    Http(hyper::Error),
+    Io(std::io::Error),
+    /// The answer is not HTTP/1.1 this client can read.
+    Protocol(String),
     /// The answer's body is larger than the caller's bound.
     TooLarge(usize),
     Timeout(Duration),
-    Request(hyper::http::Error),
+    /// The request cannot be written (a header with a line break, say).
+    Request(String),
 }
 
 impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Connect(e) => write!(f, "connect: {e}"),
-            Self::Http(e) => write!(f, "http: {e}"),
+            Self::Io(e) => write!(f, "http: {e}"),
+            Self::Protocol(e) => write!(f, "http: {e}"),
             Self::TooLarge(limit) => write!(f, "answer larger than {limit} bytes"),
             Self::Timeout(d) => write!(f, "no answer within {} ms", d.as_millis()),
             Self::Request(e) => write!(f, "request: {e}"),
@@ -40,18 +57,61 @@ impl std::fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// An answer read whole.
+/// An answer read whole: its head as sent and its body.
 #[derive(Debug)]
 pub struct Answer {
     pub status: StatusCode,
-    pub headers: HeaderMap,
     pub body: Bytes,
+    /// The header lines, parsed again by `header` and `headers`.
+    head: Bytes,
+}
+
+impl Answer {
+    /// The first header named `name` (any case), when it is text.
+    #[must_use]
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let Ok(httparse::Status::Complete((_, found))) = httparse::parse_headers(&self.head, &mut headers) else {
+            return None;
+        };
+        found
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .and_then(|h| std::str::from_utf8(h.value).ok())
+    }
+
+    /// Every header, as a map (for callers that look at several).
+    #[must_use]
+    pub fn headers(&self) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        if let Ok(httparse::Status::Complete((_, found))) = httparse::parse_headers(&self.head, &mut headers) {
+            for h in found.iter() {
+                if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(h.name.as_bytes()), HeaderValue::from_bytes(h.value)) {
+                    map.append(name, value);
+                }
+            }
+        }
+        map
+    }
 }
 
 /// A connection to `host:port`, opened on first use and re-opened when the peer closed it.
 pub struct Connection {
     address: String,
-    sender: Option<SendRequest<Full<Bytes>>>,
+    stream: Option<TcpStream>,
+    /// The request being written, kept between requests.
+    request: Vec<u8>,
+    /// What was read of the answer, kept between requests.
+    read: Vec<u8>,
+}
+
+/// How the answer's body ends.
+enum Framing {
+    Length(usize),
+    Chunked,
+    /// Until the peer closes: the connection cannot be kept.
+    Close,
 }
 
 impl Connection {
@@ -59,7 +119,9 @@ impl Connection {
     pub fn new(address: &str) -> Self {
         Self {
             address: address.to_owned(),
-            sender: None,
+            stream: None,
+            request: Vec::new(),
+            read: Vec::new(),
         }
     }
 
@@ -75,153 +137,223 @@ impl Connection {
         max_body: usize,
         timeout: Option<Duration>,
     ) -> Result<Answer, Error> {
-        let exchange = self.exchange(method, path, headers, body, max_body);
+        self.encode(&method, path, headers, &body)?;
+        let exchange = self.exchange(method == Method::HEAD, max_body);
         match timeout {
             Some(limit) => tokio::time::timeout(limit, exchange)
                 .await
                 .unwrap_or_else(|_| Err(Error::Timeout(limit))),
             None => exchange.await,
         }
-        .inspect_err(|_| self.sender = None)
+        .inspect_err(|_| self.stream = None)
     }
 
-    async fn exchange(
-        &mut self,
-        method: Method,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: Bytes,
-        max_body: usize,
-    ) -> Result<Answer, Error> {
-        let reused = self.sender.as_ref().is_some_and(|s| !s.is_closed());
-        let mut sender = match self.sender.take() {
-            Some(sender) if reused => sender,
-            _ => self.open().await?,
-        };
-        let request = self.request(&method, path, headers, body.clone())?;
-        let response = match sender.send_request(request).await {
-            Ok(response) => response,
-            // A kept connection the peer closed meanwhile: once more on a new one.
-            Err(e) if reused && (e.is_closed() || e.is_canceled() || e.is_incomplete_message()) => {
-                sender = self.open().await?;
-                sender
-                    .send_request(self.request(&method, path, headers, body)?)
-                    .await
-                    .map_err(Error::Http)?
-            }
-            Err(e) => return Err(Error::Http(e)),
-        };
-        let (parts, incoming) = response.into_parts();
-        if hyper::body::Body::size_hint(&incoming).lower() > max_body as u64 {
-            return Err(Error::TooLarge(max_body));
+    fn encode(&mut self, method: &Method, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<(), Error> {
+        let clean = |s: &str| !s.bytes().any(|b| b == b'\r' || b == b'\n');
+        if !clean(path) || path.contains(' ') || !headers.iter().all(|(n, v)| clean(n) && clean(v) && !n.contains(':')) {
+            return Err(Error::Request(format!("a line break or separator in {path:?} or its headers")));
         }
-        let body = Limited::new(incoming, max_body)
-            .collect()
-            .await
-            .map_err(|e| match e.downcast::<hyper::Error>() {
-                Ok(http) => Error::Http(*http),
-                Err(_) => Error::TooLarge(max_body),
-            })?;
-        self.sender = Some(sender);
-        Ok(Answer {
-            status: parts.status,
-            headers: parts.headers,
-            body: body.to_bytes(),
-        })
-    }
-
-    fn request(&self, method: &Method, path: &str, headers: &[(&str, &str)], body: Bytes) -> Result<Request<Full<Bytes>>, Error> {
-        let mut builder = Request::builder().method(method.clone()).uri(path).header(
-            hyper::header::HOST,
-            HeaderValue::from_str(&self.address).map_err(|e| Error::Request(e.into()))?,
-        );
+        let r = &mut self.request;
+        r.clear();
+        for part in [method.as_str(), " ", path, " HTTP/1.1\r\nHost: ", &self.address, "\r\n"] {
+            r.extend_from_slice(part.as_bytes());
+        }
         for (name, value) in headers {
-            builder = builder.header(*name, *value);
+            for part in [name, ": ", value, "\r\n"] {
+                r.extend_from_slice(part.as_bytes());
+            }
         }
-        builder.body(Full::new(body)).map_err(Error::Request)
+        if !body.is_empty() || *method == Method::POST || *method == Method::PUT {
+            r.extend_from_slice(b"Content-Length: ");
+            r.extend_from_slice(body.len().to_string().as_bytes());
+            r.extend_from_slice(b"\r\n");
+        }
+        r.extend_from_slice(b"\r\n");
+        r.extend_from_slice(body);
+        Ok(())
     }
 
-    async fn open(&self) -> Result<SendRequest<Full<Bytes>>, Error> {
+    async fn exchange(&mut self, head_only: bool, max_body: usize) -> Result<Answer, Error> {
+        let reused = self.stream.is_some();
+        let mut stream = match self.stream.take() {
+            Some(stream) => stream,
+            None => self.connect().await?,
+        };
+        let (answer, keep) = match self.round_trip(&mut stream, head_only, max_body).await {
+            // A kept connection the peer closed meanwhile: once more on a new one.
+            Err(Error::Io(e)) if reused && is_closed(&e) => {
+                stream = self.connect().await?;
+                self.round_trip(&mut stream, head_only, max_body).await
+            }
+            other => other,
+        }?;
+        if keep {
+            self.stream = Some(stream);
+        }
+        Ok(answer)
+    }
+
+    async fn connect(&self) -> Result<TcpStream, Error> {
         let stream = TcpStream::connect(&self.address).await.map_err(Error::Connect)?;
         let _ = stream.set_nodelay(true);
-        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(Error::Http)?;
-        // The connection's I/O runs beside the caller; it ends when the sender is dropped.
-        tokio::spawn(connection);
-        Ok(sender)
+        Ok(stream)
     }
+
+    /// Writes the encoded request and reads its answer; `true` beside it when the connection can
+    /// be kept.
+    async fn round_trip(&mut self, stream: &mut TcpStream, head_only: bool, max_body: usize) -> Result<(Answer, bool), Error> {
+        stream.write_all(&self.request).await.map_err(Error::Io)?;
+        let read = &mut self.read;
+        read.clear();
+        // The head; interim 1xx answers are skipped.
+        let (status, head_end, framing, keep) = loop {
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut response = httparse::Response::new(&mut headers);
+            match response.parse(read) {
+                Ok(httparse::Status::Partial) if read.len() < MAX_HEAD_BYTES => {
+                    fill_or_eof(stream, read).await?;
+                }
+                Ok(httparse::Status::Partial) => return Err(Error::Protocol(format!("answer head over {MAX_HEAD_BYTES} bytes"))),
+                Err(e) => return Err(Error::Protocol(format!("answer head: {e}"))),
+                Ok(httparse::Status::Complete(end)) => {
+                    let code = response.code.unwrap_or(0);
+                    if (100..200).contains(&code) {
+                        read.drain(..end);
+                        continue;
+                    }
+                    let status = StatusCode::from_u16(code).map_err(|e| Error::Protocol(e.to_string()))?;
+                    let (framing, keep) = framing(&response, head_only || code == 204 || code == 304)?;
+                    break (status, end, framing, keep);
+                }
+            }
+        };
+        let (body_end, answer_end) = match framing {
+            Framing::Length(len) => {
+                if len > max_body {
+                    return Err(Error::TooLarge(max_body));
+                }
+                while read.len() < head_end + len {
+                    fill_or_eof(stream, read).await?;
+                }
+                (head_end + len, head_end + len)
+            }
+            Framing::Close => loop {
+                if read.len() - head_end > max_body {
+                    return Err(Error::TooLarge(max_body));
+                }
+                if fill(stream, read).await? == 0 {
+                    break (read.len(), read.len());
+                }
+            },
+            Framing::Chunked => dechunk(stream, read, head_end, max_body).await?,
+        };
+        let raw = Bytes::copy_from_slice(&read[..body_end]);
+        // The head without its status line, for `Answer::header`.
+        let line_end = raw.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let answer = Answer {
+            status,
+            head: raw.slice(line_end..head_end),
+            body: raw.slice(head_end..body_end),
+        };
+        // Bytes after the answer: nothing asked for them, so the connection is not reused.
+        let keep = keep && read.len() == answer_end;
+        if read.capacity() > MAX_KEPT_BUFFER {
+            *read = Vec::new();
+        }
+        Ok((answer, keep))
+    }
+}
+
+/// How the body of `response` ends, and whether the connection may be kept after it.
+fn framing(response: &httparse::Response<'_, '_>, no_body: bool) -> Result<(Framing, bool), Error> {
+    let mut length = None;
+    let mut chunked = false;
+    let mut keep = response.version == Some(1);
+    for h in response.headers.iter() {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            let parsed = std::str::from_utf8(h.value).ok().and_then(|v| v.trim().parse::<usize>().ok());
+            match (parsed, length) {
+                (Some(n), None) => length = Some(n),
+                (Some(n), Some(m)) if n == m => {}
+                _ => return Err(Error::Protocol("invalid Content-Length".to_owned())),
+            }
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked = h.value.eq_ignore_ascii_case(b"chunked");
+            if !chunked {
+                return Err(Error::Protocol("unsupported Transfer-Encoding".to_owned()));
+            }
+        } else if h.name.eq_ignore_ascii_case("connection") && h.value.eq_ignore_ascii_case(b"close") {
+            keep = false;
+        }
+    }
+    Ok(match (no_body, chunked, length) {
+        (true, _, _) => (Framing::Length(0), keep),
+        (false, true, _) => (Framing::Chunked, keep),
+        (false, false, Some(n)) => (Framing::Length(n), keep),
+        (false, false, None) => (Framing::Close, false),
+    })
+}
+
+/// Decodes the chunked body that starts at `start` of `read`, in place: returns where the decoded
+/// body ends and where the answer ended in what was read.
+async fn dechunk(stream: &mut TcpStream, read: &mut Vec<u8>, start: usize, max_body: usize) -> Result<(usize, usize), Error> {
+    let mut end = start; // the decoded body is read[start..end]
+    let mut at = start; // the next chunk-size line
+    loop {
+        let (consumed, size) = loop {
+            match httparse::parse_chunk_size(&read[at..]) {
+                Ok(httparse::Status::Complete(found)) => break found,
+                Ok(httparse::Status::Partial) if read.len() - at < MAX_HEAD_BYTES => fill_or_eof(stream, read).await?,
+                _ => return Err(Error::Protocol("invalid chunk size".to_owned())),
+            }
+        };
+        let size = usize::try_from(size).unwrap_or(usize::MAX);
+        if size > max_body - (end - start) {
+            return Err(Error::TooLarge(max_body));
+        }
+        at += consumed;
+        if size == 0 {
+            // Trailers, if any, then the empty line.
+            loop {
+                match read[at..].windows(2).position(|w| w == b"\r\n") {
+                    Some(0) => return Ok((end, at + 2)),
+                    Some(line) => at += line + 2,
+                    None if read.len() - at < MAX_HEAD_BYTES => fill_or_eof(stream, read).await?,
+                    None => return Err(Error::Protocol("trailers too long".to_owned())),
+                }
+            }
+        }
+        while read.len() < at + size + 2 {
+            fill_or_eof(stream, read).await?;
+        }
+        if &read[at + size..at + size + 2] != b"\r\n" {
+            return Err(Error::Protocol("chunk without its line end".to_owned()));
+        }
+        read.copy_within(at..at + size, end);
+        end += size;
+        at += size + 2;
+    }
+}
+
+/// Reads what the socket has into `read`'s spare room; the count, 0 at the end of the stream.
+async fn fill(stream: &mut TcpStream, read: &mut Vec<u8>) -> Result<usize, Error> {
+    read.reserve(READ_CHUNK);
+    stream.read_buf(read).await.map_err(Error::Io)
+}
+
+/// As `fill`, the end of the stream an error: the answer is not complete.
+async fn fill_or_eof(stream: &mut TcpStream, read: &mut Vec<u8>) -> Result<(), Error> {
+    match fill(stream, read).await? {
+        0 => Err(Error::Io(std::io::ErrorKind::UnexpectedEof.into())),
+        _ => Ok(()),
+    }
+}
+
+/// The peer closed a kept connection before answering.
+fn is_closed(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+    matches!(e.kind(), UnexpectedEof | ConnectionReset | BrokenPipe | ConnectionAborted)
 }
 
 #[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-
-    use super::*;
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    use tokio::net::TcpListener;
-
-    /// A server that answers each connection's requests with `answers`, then closes it.
-    async fn server(answers: Vec<&'static str>, per_connection: usize) -> String {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap().to_string();
-        tokio::spawn(async move {
-            let mut answers = answers.into_iter();
-            loop {
-                let (mut stream, _) = listener.accept().await.unwrap();
-                for _ in 0..per_connection {
-                    let mut buf = [0u8; 4096];
-                    if stream.read(&mut buf).await.unwrap_or(0) == 0 {
-                        break;
-                    }
-                    let Some(answer) = answers.next() else { return };
-                    stream.write_all(answer.as_bytes()).await.unwrap();
-                }
-            }
-        });
-        address
-    }
-
-    const OK: &str = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
-
-    #[tokio::test]
-    async fn keeps_the_connection_and_reopens_it_when_the_peer_closed_it() {
-        let address = server(vec![OK, OK, OK], 2).await;
-        let mut conn = Connection::new(&address);
-        for _ in 0..3 {
-            let answer = conn
-                .send(Method::GET, "/x", &[], Bytes::new(), 16, Some(Duration::from_secs(5)))
-                .await
-                .unwrap();
-            assert_eq!((answer.status, &answer.body[..]), (StatusCode::OK, &b"ok"[..]));
-        }
-    }
-
-    #[tokio::test]
-    async fn an_answer_beyond_the_bound_is_an_error() {
-        let address = server(
-            vec![format!("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{}", "x".repeat(100)).leak()],
-            1,
-        )
-        .await;
-        let mut conn = Connection::new(&address);
-        let err = conn
-            .send(Method::GET, "/x", &[], Bytes::new(), 10, Some(Duration::from_secs(5)))
-            .await
-            .unwrap_err();
-        assert!(matches!(err, Error::TooLarge(10)), "{err}");
-    }
-
-    #[tokio::test]
-    async fn a_silent_server_times_out() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap().to_string();
-        let mut conn = Connection::new(&address);
-        let err = conn
-            .send(Method::GET, "/x", &[], Bytes::new(), 10, Some(Duration::from_millis(50)))
-            .await
-            .unwrap_err();
-        assert!(matches!(err, Error::Timeout(_)), "{err}");
-        drop(listener);
-    }
-}
+mod tests;

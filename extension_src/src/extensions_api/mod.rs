@@ -174,9 +174,7 @@ impl Client {
             kind: ErrorKind::Decode(e),
         })?;
         let id = answer
-            .headers
-            .get(HEADER_IDENTIFIER)
-            .and_then(|v| v.to_str().ok())
+            .header(HEADER_IDENTIFIER)
             .filter(|id| !id.is_empty() && id.len() <= MAX_IDENTIFIER_BYTES)
             .ok_or(Error {
                 operation: OPERATION,

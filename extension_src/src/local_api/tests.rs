@@ -42,7 +42,7 @@ impl Harness {
             .send(method, path, &[], Bytes::new(), 64 << 20, Some(Duration::from_secs(10)))
             .await
             .unwrap();
-        (answer.status, answer.headers, answer.body)
+        (answer.status, answer.headers(), answer.body)
     }
 
     /// A GET whose answer must be JSON.
