@@ -218,6 +218,8 @@ pub(super) struct ListBody {
     up_to: u64,
     started: bool,
     wrote_record: bool,
+    /// The first page, encoded with the response's head.
+    ready: Option<Vec<u8>>,
     /// Encoded once the window is known; taken by the last frame.
     tail: Option<Vec<u8>>,
     /// The largest page so far, to size the next buffer.
@@ -244,21 +246,30 @@ impl Drop for Page {
 }
 
 impl ListBody {
+    /// Encodes the first page at once: a list that fits in it (`limit=100`, say) is then sent
+    /// whole with a `Content-Length`, not chunked.
     pub(super) fn new(store: Arc<Store>, window: Window, tail: &ListTail<'_>, pool: PagePool) -> Self {
-        Self {
+        let mut body = Self {
             store,
             after: window.after,
             up_to: window.up_to,
             started: false,
             wrote_record: false,
+            ready: None,
             tail: Some(tail.encode()),
             page_bytes: 4096,
             pool,
-        }
+        };
+        body.ready = body.encode_page();
+        body
     }
 
     /// The next frame's bytes; `None` once everything is sent.
     pub(super) fn next_page(&mut self) -> Option<Vec<u8>> {
+        self.ready.take().or_else(|| self.encode_page())
+    }
+
+    fn encode_page(&mut self) -> Option<Vec<u8>> {
         let tail = self.tail.take()?;
         let mut page = self.pool.take().unwrap_or_else(|| Vec::with_capacity(self.page_bytes + tail.len()));
         if !self.started {
@@ -304,11 +315,14 @@ impl hyper::body::Body for ListBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.tail.is_none()
+        self.ready.is_none() && self.tail.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {
-        SizeHint::default()
+        match (&self.ready, &self.tail) {
+            (Some(whole), None) => SizeHint::with_exact(whole.len() as u64),
+            _ => SizeHint::default(),
+        }
     }
 }
 

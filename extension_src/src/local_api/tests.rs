@@ -2,6 +2,7 @@
 
 use bytes::Bytes;
 use hyper::HeaderMap;
+use hyper::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use serde::Serialize;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -450,4 +451,20 @@ async fn malformed_requests_get_json_from_the_listener_too() {
 async fn binds_the_loopback_address_only() {
     let listener = bind(0).await.unwrap();
     assert_eq!(listener.local_addr().unwrap().ip(), Ipv4Addr::LOCALHOST);
+}
+
+#[tokio::test]
+async fn a_list_within_one_page_has_a_length_and_a_longer_one_is_chunked() {
+    let ids: Vec<String> = (0..PAGE_RECORDS + 5).map(|n| format!("id-{n}")).collect();
+    let h = Harness::start(1000, &ids.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let (status, headers, body) = h.call(Method::GET, "/invocations?limit=10").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers.get(CONTENT_LENGTH).unwrap(), body.len().to_string().as_str());
+    assert!(headers.get(TRANSFER_ENCODING).is_none());
+    let (status, headers, body) = h.call(Method::GET, "/invocations").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers.get(TRANSFER_ENCODING).unwrap(), "chunked");
+    let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(request_ids(&value), ids);
+    h.stop().await;
 }
