@@ -12,6 +12,7 @@ pub mod log;
 pub mod metrics;
 pub mod percent;
 pub mod runtime_proxy;
+pub mod s3;
 pub mod serve;
 pub mod telemetry;
 pub mod time;
