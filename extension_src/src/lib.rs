@@ -3,6 +3,7 @@
 //! depends on the standard library only, everything else feeds it or reads it.
 
 pub mod config;
+pub mod export;
 pub mod extensions_api;
 pub mod history;
 pub mod http_client;
