@@ -1,4 +1,7 @@
-//! Amazon S3 for the export (issue 12): what it takes to put an object, step by step. So far the
-//! request signer; the client and the credentials follow.
+//! Amazon S3 for the export (issue 12): what it takes to put an object. The request signer
+//! (`sigv4`), the function role's credentials (`credentials`) and one `PutObject` attempt
+//! (`client`); TLS for AWS's own endpoints is the step after.
 
+pub mod client;
+pub mod credentials;
 pub mod sigv4;

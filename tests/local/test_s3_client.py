@@ -1,0 +1,115 @@
+"""The S3 client of the export (extension_src/src/s3) against a real S3 server: moto in server mode,
+with IAM authentication on, so a request whose SigV4 signature is wrong is refused as S3 would.
+extension_src/examples/s3_put.rs puts one object the way the exporter does."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import boto3
+import pytest
+
+from tools.local_lambda import ROOT, free_port
+
+# The first actions are unauthenticated: the user, its key and policy, and the bucket. After
+# them moto checks every request's signature and the caller's permissions.
+SETUP_ACTIONS = 4
+BUCKET = "history"
+REGION = "us-east-1"
+KEY = "history/function=fn/date=2026-11-29/hour=19/env1-000001.ndjson.gz"
+
+
+@pytest.fixture(scope="module")
+def s3_put(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("s3put") / "s3_put"
+    target = ROOT / "extension_src/target"
+    subprocess.run(
+        ["cargo", "build", "--quiet", "--release", "--locked", "--example", "s3_put"], cwd=ROOT / "extension_src",
+        check=True, env={**os.environ, "CARGO_TARGET_DIR": str(target)},
+    )  # fmt: skip
+    shutil.copyfile(target / "release/examples/s3_put", out)
+    out.chmod(0o755)
+    return out
+
+
+@pytest.fixture(scope="module")
+def moto():
+    """moto's server on loopback with authentication after SETUP_ACTIONS; yields its URL and a
+    key pair allowed to write the bucket."""
+    port = free_port()
+    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": str(SETUP_ACTIONS)}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError("moto did not start")
+                time.sleep(0.05)
+        url = f"http://127.0.0.1:{port}"
+        setup = {
+            "endpoint_url": url,
+            "region_name": REGION,
+            "aws_access_key_id": "setup",
+            "aws_secret_access_key": "setup",
+        }
+        iam = boto3.client("iam", **setup)
+        iam.create_user(UserName="exporter")
+        key = iam.create_access_key(UserName="exporter")["AccessKey"]
+        policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
+        iam.put_user_policy(UserName="exporter", PolicyName="s3", PolicyDocument=json.dumps(policy))
+        boto3.client("s3", **setup).create_bucket(Bucket=BUCKET)
+        yield url, key["AccessKeyId"], key["SecretAccessKey"]
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def put(s3_put: Path, url: str, key_id: str, secret: str, bucket: str, key: str, body: bytes, tmp_path: Path):
+    file = tmp_path / "body"
+    file.write_bytes(body)
+    env = {"PATH": os.environ["PATH"], "AWS_ACCESS_KEY_ID": key_id, "AWS_SECRET_ACCESS_KEY": secret}
+    return subprocess.run(
+        [str(s3_put), url, REGION, bucket, key, str(file)], env=env, capture_output=True, text=True, timeout=30
+    )
+
+
+def test_a_signed_put_is_accepted_and_reads_back_whole(s3_put, moto, tmp_path):
+    url, key_id, secret = moto
+    body = gzip.compress(b'{"awsRequestId":"a"}\n{"awsRequestId":"b"}\n')
+    done = put(s3_put, url, key_id, secret, BUCKET, KEY, body, tmp_path)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stdout + done.stderr
+    s3 = boto3.client(
+        "s3", endpoint_url=url, region_name=REGION, aws_access_key_id=key_id, aws_secret_access_key=secret
+    )
+    got = s3.get_object(Bucket=BUCKET, Key=KEY)
+    assert got["Body"].read() == body
+    assert got["ContentType"] == "application/x-ndjson" and got["ContentEncoding"] == "gzip"
+
+
+def test_a_wrong_secret_is_refused_and_not_retried(s3_put, moto, tmp_path):
+    url, key_id, _ = moto
+    done = put(s3_put, url, key_id, "not-the-secret", BUCKET, KEY, b"x", tmp_path)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stdout.startswith("error retryable=false status 403: SignatureDoesNotMatch"), done.stdout
+
+
+def test_a_missing_bucket_is_named_and_not_retried(s3_put, moto, tmp_path):
+    url, key_id, secret = moto
+    done = put(s3_put, url, key_id, secret, "no-such-bucket", KEY, b"x", tmp_path)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stdout.startswith("error retryable=false status 404: NoSuchBucket"), done.stdout
