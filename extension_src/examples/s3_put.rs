@@ -16,12 +16,15 @@ fn main() {
         std::process::exit(2);
     };
     let endpoint = Endpoint::parse(endpoint).unwrap_or_else(|e| fail(&e));
-    let source = Source::from_env(|name: &str| std::env::var(name).ok(), |path: &str| std::fs::read_to_string(path)).unwrap_or_else(|e| fail(&e));
+    let source =
+        Source::from_env(|name: &str| std::env::var(name).ok(), |path: &str| std::fs::read_to_string(path)).unwrap_or_else(|e| fail(&e));
     let body = std::fs::read(file).unwrap_or_else(|e| fail(&e.to_string()));
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let outcome = runtime.block_on(async {
         let mut bucket = Bucket::new(endpoint, region, bucket, Provider::new(source));
-        bucket.put_ndjson_gz(key, Bytes::from(body), Timestamp::now(), Duration::from_secs(5)).await
+        bucket
+            .put_ndjson_gz(key, Bytes::from(body), Timestamp::now(), Duration::from_secs(5))
+            .await
     });
     match outcome {
         Ok(()) => println!("ok"),

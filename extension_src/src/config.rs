@@ -23,6 +23,12 @@ pub const ENV_METRICS_NAMESPACE: &str = "INVOCATION_HISTORY_EXTENSION_METRICS_NA
 pub const ENV_RUNTIME_PROXY: &str = "INVOCATION_HISTORY_EXTENSION_RUNTIME_PROXY";
 pub const ENV_RUNTIME_PROXY_PORT: &str = "INVOCATION_HISTORY_EXTENSION_RUNTIME_PROXY_PORT";
 pub const ENV_RUNTIME_PROXY_UPSTREAM: &str = "INVOCATION_HISTORY_EXTENSION_RUNTIME_PROXY_UPSTREAM";
+pub const ENV_EXPORT_S3_BUCKET: &str = "INVOCATION_HISTORY_EXTENSION_EXPORT_S3_BUCKET";
+pub const ENV_EXPORT_S3_PREFIX: &str = "INVOCATION_HISTORY_EXTENSION_EXPORT_S3_PREFIX";
+pub const ENV_EXPORT_S3_ENDPOINT: &str = "INVOCATION_HISTORY_EXTENSION_EXPORT_S3_ENDPOINT";
+pub const ENV_EXPORT_MAX_INVOCATIONS: &str = "INVOCATION_HISTORY_EXTENSION_EXPORT_MAX_INVOCATIONS";
+pub const ENV_EXPORT_MAX_BYTES: &str = "INVOCATION_HISTORY_EXTENSION_EXPORT_MAX_BYTES";
+pub const ENV_EXPORT_MAX_AGE_MS: &str = "INVOCATION_HISTORY_EXTENSION_EXPORT_MAX_AGE_MS";
 /// Lambda's advanced-logging level; applies when `ENV_LOG_LEVEL` is unset.
 pub const ENV_LAMBDA_LOG_LEVEL: &str = "AWS_LAMBDA_LOG_LEVEL";
 /// Set by Lambda: host:port of the Runtime and Extensions APIs.
@@ -77,6 +83,26 @@ pub struct RuntimeProxy {
     pub upstream: String,
 }
 
+// The S3 export (issue 12, being built): (lowest, highest, default). A batch is due at the first
+// limit reached; bytes are the NDJSON's before compression.
+pub const DEFAULT_EXPORT_PREFIX: &str = "invocation-history/";
+pub const EXPORT_MAX_INVOCATIONS: (usize, usize, usize) = (1, 100_000, 1000);
+pub const EXPORT_MAX_BYTES: (usize, usize, usize) = (1 << 10, 64 << 20, 4 << 20);
+pub const EXPORT_MAX_AGE_MS: (u64, u64, u64) = (1000, 3_600_000, 60_000);
+const MAX_PREFIX_BYTES: usize = 512;
+
+/// The S3 export; off unless a bucket is named.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Export {
+    pub bucket: Option<String>,
+    pub prefix: String,
+    /// An S3-compatible endpoint (`http://host:port`); `None`: AWS's in `AWS_REGION`.
+    pub endpoint: Option<String>,
+    pub max_invocations: usize,
+    pub max_bytes: usize,
+    pub max_age: Duration,
+}
+
 /// The validated configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -91,6 +117,7 @@ pub struct Config {
     pub telemetry: Telemetry,
     pub metrics: Metrics,
     pub proxy: RuntimeProxy,
+    pub export: Export,
 }
 
 /// One invalid setting that was replaced by its default.
@@ -223,6 +250,8 @@ impl Config {
             }
         }
 
+        let export = r.export();
+
         let config = Self {
             http_port,
             max_records,
@@ -232,6 +261,7 @@ impl Config {
             telemetry,
             metrics,
             proxy,
+            export,
         };
         (config, r.warnings)
     }
@@ -277,6 +307,40 @@ impl<F: Fn(&str) -> Option<String>> Reader<'_, F> {
         }
     }
 
+    fn export(&mut self) -> Export {
+        let bucket = self
+            .lookup(ENV_EXPORT_S3_BUCKET)
+            .map(|v| v.trim().to_owned())
+            .and_then(|v| match valid_bucket(&v) {
+                Ok(()) => Some(v),
+                Err(reason) => {
+                    self.warn(ENV_EXPORT_S3_BUCKET, reason, "no export".to_owned());
+                    None
+                }
+            });
+        let mut prefix = DEFAULT_EXPORT_PREFIX.to_owned();
+        if let Some(v) = self.lookup(ENV_EXPORT_S3_PREFIX) {
+            match valid_prefix(v.trim()) {
+                Ok(()) => v.trim().clone_into(&mut prefix),
+                Err(reason) => self.warn(ENV_EXPORT_S3_PREFIX, reason, DEFAULT_EXPORT_PREFIX.to_owned()),
+            }
+        }
+        let (lo, hi, default) = EXPORT_MAX_AGE_MS;
+        Export {
+            bucket,
+            prefix,
+            endpoint: self.lookup(ENV_EXPORT_S3_ENDPOINT).map(|v| v.trim().to_owned()),
+            max_invocations: self.int_in(
+                ENV_EXPORT_MAX_INVOCATIONS,
+                EXPORT_MAX_INVOCATIONS.0,
+                EXPORT_MAX_INVOCATIONS.1,
+                EXPORT_MAX_INVOCATIONS.2,
+            ),
+            max_bytes: self.int_in(ENV_EXPORT_MAX_BYTES, EXPORT_MAX_BYTES.0, EXPORT_MAX_BYTES.1, EXPORT_MAX_BYTES.2),
+            max_age: Duration::from_millis(self.int_in(ENV_EXPORT_MAX_AGE_MS, lo, hi, default)),
+        }
+    }
+
     fn on_off(&mut self, variable: &'static str, default: bool) -> bool {
         let Some(v) = self.lookup(variable) else { return default };
         parse_switch(&v).unwrap_or_else(|| {
@@ -284,6 +348,36 @@ impl<F: Fn(&str) -> Option<String>> Reader<'_, F> {
             default
         })
     }
+}
+
+/// S3's bucket naming rules: 3 to 63 characters of lowercase letters, digits, `.` and `-`,
+/// beginning and ending with a letter or digit.
+fn valid_bucket(name: &str) -> Result<(), String> {
+    let edge_ok = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if !(3..=63).contains(&name.len()) {
+        return Err("want 3 to 63 characters".to_owned());
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+    {
+        return Err("want lowercase letters, digits, '.' and '-' only".to_owned());
+    }
+    if !edge_ok(name.chars().next()) || !edge_ok(name.chars().last()) || name.contains("..") {
+        return Err("want a letter or digit first and last, and no '..'".to_owned());
+    }
+    Ok(())
+}
+
+/// A key prefix: printable, at most 512 bytes, not starting with `/`.
+fn valid_prefix(prefix: &str) -> Result<(), String> {
+    if prefix.len() > MAX_PREFIX_BYTES {
+        return Err(format!("longer than {MAX_PREFIX_BYTES} bytes"));
+    }
+    if prefix.starts_with('/') || prefix.chars().any(char::is_control) {
+        return Err("want no leading '/' and no control characters".to_owned());
+    }
+    Ok(())
 }
 
 /// on/off, true/false, 1/0, yes/no and enabled/disabled, any case.

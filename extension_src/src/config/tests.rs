@@ -43,8 +43,76 @@ fn defaults() {
             namespace: "InvocationHistory".to_owned(),
         },
         proxy: proxy(false, 9009, ""),
+        export: default_export(),
     };
     assert_eq!(cfg, want);
+}
+
+fn default_export() -> Export {
+    Export {
+        bucket: None,
+        prefix: "invocation-history/".to_owned(),
+        endpoint: None,
+        max_invocations: 1000,
+        max_bytes: 4 << 20,
+        max_age: Duration::from_secs(60),
+    }
+}
+
+#[test]
+fn export_settings() {
+    let (cfg, warnings) = load(&[
+        (ENV_EXPORT_S3_BUCKET, " my-history.bucket-1 "),
+        (ENV_EXPORT_S3_PREFIX, "teams/a/"),
+        (ENV_EXPORT_S3_ENDPOINT, "http://127.0.0.1:5000"),
+        (ENV_EXPORT_MAX_INVOCATIONS, "100"),
+        (ENV_EXPORT_MAX_BYTES, "65536"),
+        (ENV_EXPORT_MAX_AGE_MS, "5000"),
+    ]);
+    assert_eq!(warnings, []);
+    assert_eq!(
+        cfg.export,
+        Export {
+            bucket: Some("my-history.bucket-1".to_owned()),
+            prefix: "teams/a/".to_owned(),
+            endpoint: Some("http://127.0.0.1:5000".to_owned()),
+            max_invocations: 100,
+            max_bytes: 65536,
+            max_age: Duration::from_secs(5),
+        }
+    );
+    for bad in ["ab", "My-Bucket", "bucket_name", "-bucket", "bucket-", "a..b", &"b".repeat(64)] {
+        let (cfg, warnings) = load(&[(ENV_EXPORT_S3_BUCKET, bad)]);
+        assert_eq!(cfg.export.bucket, None, "{bad}");
+        assert_eq!(warnings.len(), 1, "{bad}");
+        assert_eq!(
+            (warnings[0].variable, warnings[0].value.as_str(), warnings[0].default.as_str()),
+            (ENV_EXPORT_S3_BUCKET, bad, "no export")
+        );
+    }
+    for (variable, bad) in [
+        (ENV_EXPORT_S3_PREFIX, "/rooted/"),
+        (ENV_EXPORT_S3_PREFIX, "a\nb"),
+        (ENV_EXPORT_MAX_INVOCATIONS, "0"),
+        (ENV_EXPORT_MAX_BYTES, "1023"),
+        (ENV_EXPORT_MAX_AGE_MS, "999"),
+        (ENV_EXPORT_MAX_AGE_MS, "x"),
+    ] {
+        let (cfg, warnings) = load(&[(ENV_EXPORT_S3_BUCKET, "bucket"), (variable, bad)]);
+        assert_eq!(
+            warnings.iter().map(|w| w.variable).collect::<Vec<_>>(),
+            [variable],
+            "{variable}={bad}"
+        );
+        assert_eq!(
+            cfg.export,
+            Export {
+                bucket: Some("bucket".to_owned()),
+                ..default_export()
+            },
+            "{variable}={bad}"
+        );
+    }
 }
 
 #[test]

@@ -254,6 +254,21 @@ async fn configuration_warnings_are_logged_once() {
 }
 
 #[tokio::test]
+async fn an_export_bucket_is_answered_with_one_line_saying_export_is_not_in_this_build() {
+    let fake = FakeLambda::start(&[&invoke("a"), SHUTDOWN]).await;
+    let run = options(&fake, &[("INVOCATION_HISTORY_EXTENSION_EXPORT_S3_BUCKET", "my-bucket")]);
+    assert_eq!(super::run(run.options, never()).await, 0);
+    let log = text(&run.lines);
+    let line = log.lines().filter(|l| l.contains("S3 export")).collect::<Vec<_>>();
+    assert_eq!(line.len(), 1, "{log}");
+    assert!(
+        line[0].contains("variable=INVOCATION_HISTORY_EXTENSION_EXPORT_S3_BUCKET value=my-bucket"),
+        "{log}"
+    );
+    assert_eq!(run.store.records().len(), 1, "the function is served all the same");
+}
+
+#[tokio::test]
 async fn a_taken_port_still_runs_the_event_loop() {
     let fake = FakeLambda::start(&[&invoke("a"), SHUTDOWN]).await;
     let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
