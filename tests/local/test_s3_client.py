@@ -8,22 +8,19 @@ import gzip
 import json
 import os
 import shutil
-import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import boto3
 import pytest
 
-from tools.local_lambda import ROOT, free_port
+from tools.local_lambda import ROOT
+from tools.local_s3 import REGION, LocalS3
 
 # The first actions are unauthenticated: the user, its key and policy, and the bucket. After
 # them moto checks every request's signature and the caller's permissions.
 SETUP_ACTIONS = 4
 BUCKET = "history"
-REGION = "us-east-1"
 KEY = "history/function=fn/date=2026-11-29/hour=19/env1-000001.ndjson.gz"
 
 
@@ -42,41 +39,16 @@ def s3_put(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def moto():
-    """moto's server on loopback with authentication after SETUP_ACTIONS; yields its URL and a
-    key pair allowed to write the bucket."""
-    port = free_port()
-    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": str(SETUP_ACTIONS)}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError("moto did not start")
-                time.sleep(0.05)
-        url = f"http://127.0.0.1:{port}"
-        setup = {
-            "endpoint_url": url,
-            "region_name": REGION,
-            "aws_access_key_id": "setup",
-            "aws_secret_access_key": "setup",
-        }
-        iam = boto3.client("iam", **setup)
+    """moto with authentication after SETUP_ACTIONS; yields its URL and a key pair allowed to write
+    the bucket."""
+    with LocalS3(setup_actions=SETUP_ACTIONS) as s3:
+        iam = s3.client("iam")
         iam.create_user(UserName="exporter")
         key = iam.create_access_key(UserName="exporter")["AccessKey"]
         policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
         iam.put_user_policy(UserName="exporter", PolicyName="s3", PolicyDocument=json.dumps(policy))
-        boto3.client("s3", **setup).create_bucket(Bucket=BUCKET)
-        yield url, key["AccessKeyId"], key["SecretAccessKey"]
-    finally:
-        server.terminate()
-        server.wait(10)
+        s3.client().create_bucket(Bucket=BUCKET)
+        yield s3.url, key["AccessKeyId"], key["SecretAccessKey"]
 
 
 def put(s3_put: Path, url: str, key_id: str, secret: str, bucket: str, key: str, body: bytes, tmp_path: Path):

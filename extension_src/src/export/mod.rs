@@ -3,5 +3,6 @@
 //! and the bounded upload queue; the exporter that drives them from the lifecycle follows.
 
 pub mod batch;
+pub mod exporter;
 pub mod key;
 pub mod queue;

@@ -84,6 +84,11 @@ impl Queue {
         self.pending.push_front(pending);
     }
 
+    /// Gives up a batch taken for an upload (refused, or out of attempts), counting it.
+    pub fn discard(&mut self, pending: &Pending) {
+        self.count_dropped(pending);
+    }
+
     /// Drops what is queued (at shutdown, once the deadline leaves no time), counting it.
     pub fn drop_all(&mut self) {
         while let Some(pending) = self.pop() {

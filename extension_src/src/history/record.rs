@@ -323,6 +323,8 @@ pub struct Record {
     pub status: Option<Status>,
     pub outcome: Option<Outcome>,
     pub cold_start: bool,
+    /// Its `platform.report` is in: nothing more will come for it (the export writes it then).
+    pub reported: bool,
     /// The `Source`s that reported this attempt's start, as bits.
     pub(crate) begun_by: u8,
 }
@@ -344,6 +346,7 @@ impl Record {
             status: None,
             outcome: None,
             cold_start: false,
+            reported: false,
             begun_by: 0,
         }
     }

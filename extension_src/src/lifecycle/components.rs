@@ -11,13 +11,19 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::{Options, new_environment_id};
-use crate::config::{ENV_HTTP_PORT, ENV_RUNTIME_PROXY_PORT, ENV_RUNTIME_PROXY_UPSTREAM, ENV_TELEMETRY_PORT};
+use crate::config::{
+    ENV_EXPORT_S3_BUCKET, ENV_EXPORT_S3_ENDPOINT, ENV_HTTP_PORT, ENV_RUNTIME_PROXY_PORT, ENV_RUNTIME_PROXY_UPSTREAM, ENV_TELEMETRY_PORT,
+};
+use crate::export::batch::Limits;
+use crate::export::exporter::{self, Exporter};
 use crate::extensions_api::{Client, Registration};
 use crate::history::{Counts, Store};
 use crate::local_api::{self, Environment, Features, LocalApi};
 use crate::log::{Logger, Value};
 use crate::metrics::{self, Dimensions, Durations, Emitter};
 use crate::runtime_proxy::{self, RuntimeProxy};
+use crate::s3::client::{Bucket, Endpoint};
+use crate::s3::credentials::{Provider, Source};
 use crate::telemetry::{self, Applier, Buffering, Subscription, TelemetryListener};
 
 /// Bounds the one subscription PUT: a local call that answers in microseconds; the bound only
@@ -37,6 +43,7 @@ pub struct Components {
     /// Telemetry is on in the configuration: the summary line then always carries its counters.
     telemetry_configured: bool,
     metrics: Option<MetricsPart>,
+    exporter: Option<Exporter>,
 }
 
 struct MetricsPart {
@@ -53,6 +60,7 @@ pub struct Summary {
     durations_dropped: Option<u64>,
     proxy: Option<runtime_proxy::Stats>,
     metrics: Option<(Emitter, Dimensions)>,
+    export: Option<exporter::Stats>,
 }
 
 impl Components {
@@ -105,6 +113,7 @@ impl Components {
             durations_ready: None,
             telemetry_configured: o.config.telemetry.enabled,
             metrics: None,
+            exporter: None,
         }
     }
 
@@ -296,6 +305,57 @@ impl Components {
         });
     }
 
+    /// Starts the S3 export when a bucket is named and it can run: an endpoint this build can
+    /// reach (plain HTTP until TLS lands), credentials, a region. Otherwise one line says why.
+    pub fn start_export(&mut self, o: &Options, store: &Arc<Store>, managed: bool) {
+        let cfg = &o.config.export;
+        let Some(bucket_name) = &cfg.bucket else { return };
+        let region = o.env("AWS_REGION").trim().to_owned();
+        let endpoint_url = cfg.endpoint.clone().unwrap_or_else(|| format!("https://s3.{region}.amazonaws.com"));
+        let off = |why: &str, variable: &str| {
+            self.log.warn(
+                "S3 export off",
+                &[
+                    ("bucket", bucket_name.as_str().into()),
+                    ("variable", variable.into()),
+                    ("reason", why.into()),
+                ],
+            );
+        };
+        if region.is_empty() {
+            return off("AWS_REGION is not set", "AWS_REGION");
+        }
+        let endpoint = match Endpoint::parse(&endpoint_url) {
+            Ok(endpoint) => endpoint,
+            Err(why) => return off(&format!("{endpoint_url}: {why}"), ENV_EXPORT_S3_ENDPOINT),
+        };
+        let source = match Source::from_env(|name: &str| Some(o.env(name)), |path: &str| std::fs::read_to_string(path)) {
+            Ok(source) => source,
+            Err(why) => return off(&why, ENV_EXPORT_S3_BUCKET),
+        };
+        let settings = exporter::Settings {
+            limits: Limits {
+                max_invocations: cfg.max_invocations,
+                max_bytes: cfg.max_bytes,
+                max_age: cfg.max_age,
+            },
+            prefix: cfg.prefix.clone(),
+            function_name: self.env.function_name.clone(),
+            environment_id: self.env.environment_id.clone(),
+            background: managed,
+            telemetry: self.env.features.telemetry == "on",
+        };
+        let bucket = Bucket::new(endpoint, &region, bucket_name, Provider::new(source));
+        self.exporter = Some(Exporter::start(
+            Arc::clone(store),
+            bucket,
+            settings,
+            Arc::clone(&o.clock),
+            o.log.clone(),
+        ));
+        self.env.features.s3_export = true;
+    }
+
     /// Tells the local API who this environment is, now that registration and telemetry are known.
     pub fn publish_environment(&self) {
         if let Some(api) = &self.local_api {
@@ -318,13 +378,14 @@ impl Components {
     /// Stops every part by `deadline`. The proxy may hold a runtime's `/next` long poll until
     /// then, so the telemetry listener (which delivers its last batch) and after it the duration
     /// metrics (which write what is left) stop beside it, not after it.
-    pub async fn shutdown(self, deadline: Instant) -> Summary {
+    pub async fn shutdown(self, deadline: Instant, export_deadline: Instant) -> Summary {
         let Self {
             local_api,
             proxy,
             telemetry,
             metrics,
             telemetry_configured,
+            exporter,
             ..
         } = self;
         let api = async {
@@ -343,6 +404,11 @@ impl Components {
                 Some(listener) => Some(listener.shutdown(deadline).await),
                 None => None,
             };
+            // After telemetry's last batch, so the last reports are in the export.
+            let export = match exporter {
+                Some(exporter) => Some(exporter.shutdown(export_deadline.max(deadline)).await),
+                None => None,
+            };
             let mut durations_dropped = None;
             let metrics = metrics.map(|part| {
                 if let Some((durations, stop, task)) = part.durations {
@@ -358,15 +424,16 @@ impl Components {
                 }
                 None => None,
             };
-            (stats, durations_dropped, metrics)
+            (stats, durations_dropped, metrics, export)
         };
-        let ((), proxy, (telemetry, durations_dropped, metrics)) = tokio::join!(api, proxy, telemetry_then_metrics);
+        let ((), proxy, (telemetry, durations_dropped, metrics, export)) = tokio::join!(api, proxy, telemetry_then_metrics);
         Summary {
             telemetry_configured,
             telemetry,
             durations_dropped,
             proxy,
             metrics,
+            export,
         }
     }
 }
@@ -401,6 +468,17 @@ impl Summary {
             attrs.extend([
                 ("runtimeProxyForwarded", st.forwarded.into()),
                 ("runtimeProxyUpstreamErrors", st.upstream_errors.into()),
+            ]);
+        }
+        if let Some(st) = &self.export {
+            attrs.extend([
+                ("exportBatches", st.batches.into()),
+                ("exportBytes", st.bytes.into()),
+                ("exportInvocations", st.invocations.into()),
+                ("exportRetries", st.retries.into()),
+                ("exportDroppedBatches", st.dropped.batches.into()),
+                ("exportDroppedInvocations", st.dropped.invocations.into()),
+                ("exportEvicted", st.evicted.into()),
             ]);
         }
     }

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{Config, ENV_EXPORT_S3_BUCKET, ENV_RUNTIME_API, ENV_TELEMETRY, Warning};
+use crate::config::{Config, ENV_RUNTIME_API, ENV_TELEMETRY, Warning};
 use crate::extensions_api::{Client, EventType};
 use crate::history::Store;
 use crate::log::{Logger, Sink, Value};
@@ -83,13 +83,6 @@ pub async fn run(o: Options, terminated: impl Future<Output = ()>) -> i32 {
             ],
         );
     }
-    if let Some(bucket) = &o.config.export.bucket {
-        // The export's parts exist (src/export, src/s3); the exporter that runs them does not yet.
-        log.warn(
-            "the S3 export is not in this build yet: nothing is exported",
-            &[("variable", ENV_EXPORT_S3_BUCKET.into()), ("value", bucket.as_str().into())],
-        );
-    }
     let store = Arc::clone(&o.store);
     let managed = o.managed_instances();
 
@@ -100,7 +93,8 @@ pub async fn run(o: Options, terminated: impl Future<Output = ()>) -> i32 {
             "cannot register: not running in Lambda",
             &[("variable", ENV_RUNTIME_API.into()), ("value", "".into())],
         );
-        parts.shutdown(tokio::time::Instant::now() + SHUTDOWN_BUDGET).await;
+        let now = tokio::time::Instant::now();
+        parts.shutdown(now + SHUTDOWN_BUDGET, now + SHUTDOWN_BUDGET).await;
         return 1;
     }
 
@@ -125,7 +119,8 @@ pub async fn run(o: Options, terminated: impl Future<Output = ()>) -> i32 {
                 "cannot register with the Extensions API",
                 &[("error", e.to_string().as_str().into())],
             );
-            parts.shutdown(tokio::time::Instant::now() + SHUTDOWN_BUDGET).await;
+            let now = tokio::time::Instant::now();
+            parts.shutdown(now + SHUTDOWN_BUDGET, now + SHUTDOWN_BUDGET).await;
             return 1;
         }
     };
@@ -140,6 +135,7 @@ pub async fn run(o: Options, terminated: impl Future<Output = ()>) -> i32 {
             &[("telemetry", parts.telemetry_state().into()), ("variable", ENV_TELEMETRY.into())],
         );
     }
+    parts.start_export(&o, &store, managed);
     parts.publish_environment();
 
     // 6. The environment-started metric, then the ready line.
@@ -166,8 +162,12 @@ pub async fn run(o: Options, terminated: impl Future<Output = ()>) -> i32 {
     let reason = end.reason;
 
     // 8. Stop the parts within the deadline, then the stopped metric and one summary line.
+    // The export may use all of Lambda's deadline (less the margin) to send its last batch; the
+    // other parts stop within the budget.
     let budget = tokio::time::Instant::now() + SHUTDOWN_BUDGET;
-    let summary = parts.shutdown(end.deadline.map_or(budget, |d| d.min(budget))).await;
+    let summary = parts
+        .shutdown(end.deadline.map_or(budget, |d| d.min(budget)), end.deadline.unwrap_or(budget))
+        .await;
     let counts = store.counts();
     let lifetime_ms = (o.clock)().millis_since(o.started);
     summary.write_stopped_metric(lifetime_ms, counts.served, reason.as_str());

@@ -254,18 +254,67 @@ async fn configuration_warnings_are_logged_once() {
 }
 
 #[tokio::test]
-async fn an_export_bucket_is_answered_with_one_line_saying_export_is_not_in_this_build() {
-    let fake = FakeLambda::start(&[&invoke("a"), SHUTDOWN]).await;
-    let run = options(&fake, &[("INVOCATION_HISTORY_EXTENSION_EXPORT_S3_BUCKET", "my-bucket")]);
-    assert_eq!(super::run(run.options, never()).await, 0);
-    let log = text(&run.lines);
-    let line = log.lines().filter(|l| l.contains("S3 export")).collect::<Vec<_>>();
-    assert_eq!(line.len(), 1, "{log}");
-    assert!(
-        line[0].contains("variable=INVOCATION_HISTORY_EXTENSION_EXPORT_S3_BUCKET value=my-bucket"),
-        "{log}"
+async fn an_export_that_cannot_run_says_why_in_one_line_and_the_function_is_served() {
+    // AWS's endpoint needs TLS (not in this build); no region; no credentials.
+    for (vars, reason) in [
+        (
+            vec![
+                ("AWS_REGION", "eu-west-1"),
+                ("AWS_ACCESS_KEY_ID", "a"),
+                ("AWS_SECRET_ACCESS_KEY", "s"),
+            ],
+            "TLS",
+        ),
+        (
+            vec![("AWS_ACCESS_KEY_ID", "a"), ("AWS_SECRET_ACCESS_KEY", "s")],
+            "AWS_REGION is not set",
+        ),
+        (
+            vec![
+                ("AWS_REGION", "eu-west-1"),
+                ("INVOCATION_HISTORY_EXTENSION_EXPORT_S3_ENDPOINT", "http://127.0.0.1:9"),
+            ],
+            "no credentials",
+        ),
+    ] {
+        let fake = FakeLambda::start(&[&invoke("a"), SHUTDOWN]).await;
+        let mut vars = vars;
+        vars.push(("INVOCATION_HISTORY_EXTENSION_EXPORT_S3_BUCKET", "my-bucket"));
+        let run = options(&fake, &vars);
+        assert_eq!(super::run(run.options, never()).await, 0);
+        let log = text(&run.lines);
+        let off: Vec<&str> = log.lines().filter(|l| l.contains("S3 export off")).collect();
+        assert_eq!(off.len(), 1, "{log}");
+        assert!(off[0].contains("bucket=my-bucket") && off[0].contains(reason), "{reason}: {log}");
+        assert!(!log.contains("exportBatches"), "no export counters when it is off: {log}");
+        assert_eq!(run.store.records().len(), 1, "the function is served all the same");
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_export_endpoint_costs_the_shutdown_budget_and_counts_what_it_drops() {
+    let dead = free_port();
+    let fake = FakeLambda::start(&[&invoke("a"), &invoke("b"), SHUTDOWN]).await;
+    let endpoint = format!("http://127.0.0.1:{dead}");
+    let run = options(
+        &fake,
+        &[
+            ("AWS_REGION", "eu-west-1"),
+            ("AWS_ACCESS_KEY_ID", "a"),
+            ("AWS_SECRET_ACCESS_KEY", "s"),
+            ("INVOCATION_HISTORY_EXTENSION_EXPORT_S3_BUCKET", "my-bucket"),
+            ("INVOCATION_HISTORY_EXTENSION_EXPORT_S3_ENDPOINT", &endpoint),
+        ],
     );
-    assert_eq!(run.store.records().len(), 1, "the function is served all the same");
+    let started = std::time::Instant::now();
+    assert_eq!(super::run(run.options, never()).await, 0);
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    let log = text(&run.lines);
+    let shutdown = log.lines().find(|l| l.contains("msg=shutdown")).unwrap();
+    assert!(
+        shutdown.contains("exportBatches=0") && shutdown.contains("exportDroppedInvocations=2"),
+        "{shutdown}"
+    );
 }
 
 #[tokio::test]

@@ -206,6 +206,7 @@ impl Applier {
             if init_duration_ms > 0.0 {
                 r.extra_mut().init_duration_ms = init_duration_ms;
             }
+            r.reported = true;
         };
         self.store.update(event.request_id, size_of_val(&fill) + held, fill);
     }

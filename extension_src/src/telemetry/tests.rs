@@ -1107,3 +1107,16 @@ async fn bind_reads_the_hosts_file_on_a_current_thread_runtime() {
     };
     assert!(local, "bound {ip}");
 }
+
+#[test]
+fn only_a_report_marks_a_record_reported() {
+    let (store, applier) = managed();
+    let id = "6f7f0961-0000-4000-8000-0000000000aa";
+    let done = json!({"time": "2026-11-23T10:00:01Z", "type": "platform.runtimeDone", "record": {"requestId": id, "status": "success", "metrics": {"durationMs": 1.0}}});
+    applier.apply_batch(&batch(&[start(id, "2026-11-23T10:00:00Z"), done])).unwrap();
+    assert!(!store.get(id).unwrap().reported, "runtimeDone is not the report");
+    applier
+        .apply_batch(&batch(&[report(id, "2026-11-23T10:00:02Z", "success", 1.0)]))
+        .unwrap();
+    assert!(store.get(id).unwrap().reported);
+}

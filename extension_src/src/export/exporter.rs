@@ -1,0 +1,293 @@
+//! The exporter: moves finished records from the store into batches, seals a batch when it is due,
+//! and uploads sealed batches oldest first.
+//!
+//! When it uploads is the whole point (docs/architecture.md, "The S3 export"): on Lambda Managed
+//! Instances, whose environments are not frozen and whose invocations overlap, from its own task
+//! whenever a batch is due; on on-demand environments, which freeze once every extension has asked
+//! for the next event, only at SHUTDOWN in this version (the post-invoke window is the next step).
+//! At SHUTDOWN everything left is written (records not yet finished marked `"complete":false`)
+//! and sent by the deadline; what cannot be sent is counted.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::batch::{Batch, Limits};
+use super::key::object_key;
+use super::queue::{Dropped, Pending, Queue};
+use crate::history::{Record, Store};
+use crate::local_api::write_record;
+use crate::log::Logger;
+use crate::s3::client::Bucket;
+use crate::time::Clock;
+
+/// How often the exporter looks for finished records.
+const COLLECT_INTERVAL: Duration = Duration::from_millis(200);
+/// One PUT's bound.
+const UPLOAD_TIMEOUT: Duration = Duration::from_secs(2);
+/// Attempts of one batch before it is dropped (counted).
+const MAX_ATTEMPTS: u32 = 5;
+/// The first retry's wait; each next one doubles, up to `MAX_BACKOFF`.
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Compressed batches waiting for an upload, at most.
+pub const QUEUE_BYTES: usize = 8 << 20;
+/// A record begun this long ago is finished whatever telemetry says: Lambda's longest timeout
+/// (15 minutes) and a margin. Its line says `"complete":false`.
+const GIVE_UP_AFTER_NS: i64 = 16 * 60 * 1_000_000_000;
+
+/// What the exporter needs to know of its environment.
+pub struct Settings {
+    pub limits: Limits,
+    pub prefix: String,
+    pub function_name: String,
+    pub environment_id: String,
+    /// Upload from the exporter's own task whenever a batch is due (Managed Instances).
+    pub background: bool,
+    /// Telemetry is subscribed: a record is finished when its report is in. Without it, a record
+    /// is finished once a newer one exists (on-demand environments run one at a time).
+    pub telemetry: bool,
+}
+
+/// The export's counters, for the summary line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub batches: u64,
+    pub bytes: u64,
+    pub invocations: u64,
+    pub retries: u64,
+    pub dropped: Dropped,
+    /// Records the store evicted before they were written.
+    pub evicted: u64,
+}
+
+/// The running exporter.
+pub struct Exporter {
+    stop: watch::Sender<Option<Instant>>,
+    task: JoinHandle<()>,
+    stats: Arc<Mutex<Stats>>,
+}
+
+impl Exporter {
+    #[must_use]
+    pub fn start(store: Arc<Store>, bucket: Bucket, settings: Settings, clock: Clock, log: Logger) -> Self {
+        let (stop, stopped) = watch::channel(None);
+        let stats = Arc::new(Mutex::new(Stats::default()));
+        let work = Work {
+            store,
+            bucket,
+            settings,
+            clock,
+            log,
+            stats: Arc::clone(&stats),
+            cursor: 0,
+            written: BTreeSet::new(),
+            batch: Batch::new(),
+            queue: Queue::new(QUEUE_BYTES),
+            seq: 0,
+            retry_at: None,
+        };
+        let task = tokio::spawn(work.run(stopped));
+        Self { stop, task, stats }
+    }
+
+    /// Writes what is left and sends it by `deadline`; returns the counters.
+    pub async fn shutdown(self, deadline: Instant) -> Stats {
+        let _ = self.stop.send(Some(deadline));
+        // The task bounds its own work by the deadline; a little past it, it is given up.
+        let _ = tokio::time::timeout_at(deadline + Duration::from_millis(50), self.task).await;
+        *self.stats.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+struct Work {
+    store: Arc<Store>,
+    bucket: Bucket,
+    settings: Settings,
+    clock: Clock,
+    log: Logger,
+    stats: Arc<Mutex<Stats>>,
+    /// Every record up to this sequence is written.
+    cursor: u64,
+    /// Records after `cursor` already written (they finished before an older one).
+    written: BTreeSet<u64>,
+    batch: Batch,
+    queue: Queue,
+    /// The last object's sequence number in this environment.
+    seq: u64,
+    /// No upload before this instant (a retry's backoff).
+    retry_at: Option<Instant>,
+}
+
+impl Work {
+    async fn run(mut self, mut stopped: watch::Receiver<Option<Instant>>) {
+        let deadline = loop {
+            tokio::select! {
+                changed = stopped.changed() => match (changed, *stopped.borrow()) {
+                    (Ok(()), Some(deadline)) => break deadline,
+                    (Err(_), _) => break Instant::now(),
+                    _ => {}
+                },
+                () = tokio::time::sleep(COLLECT_INTERVAL) => {}
+            }
+            self.collect(false);
+            self.seal_if_due();
+            if self.settings.background {
+                self.upload_ready(None).await;
+            }
+        };
+        // SHUTDOWN: everything, finished or not, then every batch by the deadline.
+        self.collect(true);
+        self.seal();
+        self.upload_ready(Some(deadline)).await;
+        self.queue.drop_all();
+        self.publish();
+    }
+
+    /// Writes the finished records after the cursor into the batch (`all`: every record).
+    fn collect(&mut self, all: bool) {
+        let counts = self.store.counts();
+        let first = counts.served - counts.retained + 1;
+        if self.cursor + 1 < first {
+            // The store evicted records before they were written.
+            let evicted = first - 1 - self.cursor - self.written.range(..first).count() as u64;
+            self.stats().evicted += evicted;
+            self.cursor = first - 1;
+            self.written = self.written.split_off(&first);
+        }
+        let now = (self.clock)();
+        let (telemetry, newest) = (self.settings.telemetry, counts.served);
+        let mut lines: Vec<(u64, Vec<u8>)> = Vec::new();
+        self.store.visit(self.cursor, counts.served, usize::MAX, |record| {
+            if self.written.contains(&record.sequence) {
+                return;
+            }
+            let finished = if telemetry { record.reported } else { record.sequence < newest };
+            let given_up = now.0.saturating_sub(record.invocated_at.0) > GIVE_UP_AFTER_NS;
+            if finished || given_up || all {
+                lines.push((record.sequence, invocation_line(record, finished)));
+            }
+        });
+        for (sequence, line) in lines {
+            self.batch.push(&line, true, now);
+            self.written.insert(sequence);
+            // Sealed as soon as it is full, so no object holds more than the limits allow.
+            self.seal_if_due();
+        }
+        while self.written.remove(&(self.cursor + 1)) {
+            self.cursor += 1;
+        }
+    }
+
+    fn seal_if_due(&mut self) {
+        if self.batch.is_due(&self.settings.limits, (self.clock)()) {
+            self.seal();
+        }
+    }
+
+    fn seal(&mut self) {
+        if let Some(sealed) = std::mem::take(&mut self.batch).seal() {
+            self.seq += 1;
+            self.queue.push(Pending {
+                batch: sealed,
+                seq: self.seq,
+                attempts: 0,
+            });
+            self.publish();
+        }
+    }
+
+    /// Uploads queued batches, oldest first, until the queue is empty, a failure asks to wait,
+    /// or `deadline` (at SHUTDOWN) comes.
+    async fn upload_ready(&mut self, deadline: Option<Instant>) {
+        while let Some(mut pending) = self.queue.pop() {
+            let now = Instant::now();
+            let wait = match deadline {
+                Some(deadline) if deadline <= now => {
+                    self.queue.put_back(pending);
+                    return;
+                }
+                Some(deadline) => UPLOAD_TIMEOUT.min(deadline - now),
+                None if self.retry_at.is_some_and(|at| now < at) => {
+                    self.queue.put_back(pending);
+                    return;
+                }
+                None => UPLOAD_TIMEOUT,
+            };
+            let key = object_key(
+                &self.settings.prefix,
+                &self.settings.function_name,
+                pending.batch.opened,
+                &self.settings.environment_id,
+                pending.seq,
+            );
+            let body = Bytes::copy_from_slice(&pending.batch.body);
+            match self.bucket.put_ndjson_gz(&key, body, (self.clock)(), wait).await {
+                Ok(()) => {
+                    self.retry_at = None;
+                    let mut stats = self.stats();
+                    stats.batches += 1;
+                    stats.bytes += pending.batch.body.len() as u64;
+                    stats.invocations += pending.batch.invocations as u64;
+                }
+                Err(e) => {
+                    pending.attempts += 1;
+                    let retry = e.is_retryable() && pending.attempts < MAX_ATTEMPTS;
+                    self.log.warn(
+                        "S3 export: upload failed",
+                        &[
+                            ("key", key.as_str().into()),
+                            ("error", e.to_string().as_str().into()),
+                            ("attempt", u64::from(pending.attempts).into()),
+                            ("retry", retry.into()),
+                        ],
+                    );
+                    if retry {
+                        self.stats().retries += 1;
+                        let backoff = FIRST_BACKOFF.saturating_mul(1 << (pending.attempts - 1).min(16)).min(MAX_BACKOFF);
+                        self.retry_at = Some(Instant::now() + backoff);
+                        self.queue.put_back(pending);
+                        if deadline.is_none() {
+                            self.publish();
+                            return;
+                        }
+                    } else {
+                        // Not retryable, or out of attempts.
+                        self.queue.discard(&pending);
+                    }
+                }
+            }
+            self.publish();
+        }
+    }
+
+    fn stats(&self) -> std::sync::MutexGuard<'_, Stats> {
+        self.stats.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn publish(&self) {
+        let dropped = self.queue.dropped();
+        self.stats().dropped = dropped;
+    }
+}
+
+/// `{"type":"invocation","complete":…,"record":{…as the local API shows it…}}`.
+fn invocation_line(record: &Record, complete: bool) -> Vec<u8> {
+    let mut line = Vec::with_capacity(512);
+    line.extend_from_slice(if complete {
+        b"{\"type\":\"invocation\",\"complete\":true,\"record\":"
+    } else {
+        b"{\"type\":\"invocation\",\"complete\":false,\"record\":"
+    });
+    write_record(&mut line, record);
+    line.push(b'}');
+    line
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,266 @@
+#![allow(clippy::unwrap_used)]
+
+use std::io::Read as _;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::*;
+use crate::history::{Source, Status};
+use crate::log::Level;
+use crate::s3::client::Endpoint;
+use crate::s3::credentials::{Provider, Source as CredentialSource};
+use crate::s3::sigv4::Credentials;
+use crate::time::Timestamp;
+
+/// What the fake S3 stored: (path, body) per accepted PUT.
+type Stored = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
+/// A fake S3: answers each PUT with the next status of `statuses` (200 once they run out).
+async fn fake_s3(statuses: Vec<u16>) -> (Endpoint, Stored) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = Endpoint::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
+    let stored: Stored = Arc::default();
+    let kept = Arc::clone(&stored);
+    let statuses = Arc::new(Mutex::new(statuses.into_iter()));
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let (kept, statuses) = (Arc::clone(&kept), Arc::clone(&statuses));
+            tokio::spawn(serve(stream, kept, statuses));
+        }
+    });
+    (endpoint, stored)
+}
+
+async fn serve(mut stream: TcpStream, stored: Stored, statuses: Arc<Mutex<std::vec::IntoIter<u16>>>) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16384];
+    loop {
+        let Some(head_end) = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4) else {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+            continue;
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+        let length: usize = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().parse().unwrap())
+            })
+            .unwrap_or(0);
+        while buf.len() < head_end + length {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let path = head.split(' ').nth(1).unwrap_or_default().to_owned();
+        let body = buf[head_end..head_end + length].to_vec();
+        buf.drain(..head_end + length);
+        let status = statuses.lock().unwrap().next().unwrap_or(200);
+        if status == 200 {
+            stored.lock().unwrap().push((path, body));
+        }
+        let answer = format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\n\r\n");
+        if stream.write_all(answer.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn bucket(endpoint: Endpoint) -> Bucket {
+    let credentials = Provider::new(CredentialSource::Environment(Credentials {
+        access_key_id: "AK".into(),
+        secret_access_key: "SK".into(),
+        session_token: None,
+    }));
+    Bucket::new(endpoint, "us-east-1", "b", credentials)
+}
+
+/// A clock the test moves: starts at 2026-11-29T19:05:00Z.
+fn clock() -> (Clock, Arc<AtomicI64>) {
+    let now = Arc::new(AtomicI64::new(1_795_979_100_000_000_000));
+    let read = Arc::clone(&now);
+    (Arc::new(move || Timestamp(read.load(Ordering::SeqCst))), now)
+}
+
+fn settings(background: bool, max_invocations: usize) -> Settings {
+    Settings {
+        limits: Limits {
+            max_invocations,
+            max_bytes: 1 << 20,
+            max_age: Duration::from_secs(3600),
+        },
+        prefix: "p/".into(),
+        function_name: "fn".into(),
+        environment_id: "env".into(),
+        background,
+        telemetry: true,
+    }
+}
+
+fn invoke(store: &Store, id: &str, reported: bool) {
+    store.begin(id, Source::Invoke, |_, _| {});
+    if reported {
+        store.update(id, 0, |r| {
+            r.status = Some(Status::Success);
+            r.duration_ms = 1.5;
+            r.reported = true;
+        });
+    }
+}
+
+/// The lines of every stored object, in the order stored, and the objects' keys.
+fn read_back(stored: &Stored) -> (Vec<String>, Vec<serde_json::Value>) {
+    let stored = stored.lock().unwrap();
+    let keys = stored.iter().map(|(path, _)| path.clone()).collect();
+    let mut lines = Vec::new();
+    for (_, body) in stored.iter() {
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(&body[..]).read_to_string(&mut text).unwrap();
+        lines.extend(text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()));
+    }
+    (keys, lines)
+}
+
+fn ids(lines: &[serde_json::Value]) -> Vec<String> {
+    lines
+        .iter()
+        .map(|l| l["record"]["awsRequestId"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn in_the_background_due_batches_go_out_and_shutdown_sends_the_rest_marked_incomplete() {
+    let (endpoint, stored) = fake_s3(vec![]).await;
+    let (clock, _) = clock();
+    let store = Arc::new(Store::new(100, Arc::clone(&clock)));
+    let (log, _) = Logger::capture(Level::Error);
+    let exporter = Exporter::start(Arc::clone(&store), bucket(endpoint), settings(true, 2), clock, log);
+    for id in ["a", "b", "c"] {
+        invoke(&store, id, true);
+    }
+    invoke(&store, "d", false);
+    // "a" and "b" make a due batch; the exporter finds them within its interval and uploads.
+    for _ in 0..50 {
+        if !stored.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (keys, lines) = read_back(&stored);
+    assert_eq!(keys, ["/b/p/function%3Dfn/date%3D2026-11-29/hour%3D19/env-000001.ndjson.gz"]);
+    assert_eq!(ids(&lines), ["a", "b"]);
+    assert!(lines.iter().all(|l| l["type"] == "invocation" && l["complete"] == true));
+    assert_eq!(lines[0]["record"]["status"], "success");
+
+    let stats = exporter.shutdown(Instant::now() + Duration::from_secs(2)).await;
+    let (keys, lines) = read_back(&stored);
+    assert_eq!(keys.len(), 2);
+    assert!(keys[1].ends_with("/env-000002.ndjson.gz"), "{keys:?}");
+    assert_eq!(ids(&lines), ["a", "b", "c", "d"], "every record exactly once");
+    assert_eq!(
+        (lines[2]["complete"].clone(), lines[3]["complete"].clone()),
+        (true.into(), false.into())
+    );
+    assert_eq!((stats.batches, stats.invocations, stats.dropped), (2, 4, Dropped::default()));
+}
+
+#[tokio::test]
+async fn on_demand_it_uploads_only_at_shutdown() {
+    let (endpoint, stored) = fake_s3(vec![]).await;
+    let (clock, _) = clock();
+    let store = Arc::new(Store::new(100, Arc::clone(&clock)));
+    let (log, _) = Logger::capture(Level::Error);
+    let exporter = Exporter::start(Arc::clone(&store), bucket(endpoint), settings(false, 1), clock, log);
+    invoke(&store, "a", true);
+    invoke(&store, "b", true);
+    tokio::time::sleep(COLLECT_INTERVAL * 2).await;
+    assert!(stored.lock().unwrap().is_empty(), "nothing while the environment serves");
+    let stats = exporter.shutdown(Instant::now() + Duration::from_secs(2)).await;
+    let (keys, lines) = read_back(&stored);
+    assert_eq!((keys.len(), ids(&lines)), (2, vec!["a".to_owned(), "b".to_owned()]));
+    assert_eq!(stats.batches, 2);
+}
+
+#[tokio::test]
+async fn without_telemetry_a_record_is_finished_once_a_newer_one_exists() {
+    let (endpoint, stored) = fake_s3(vec![]).await;
+    let (clock, _) = clock();
+    let store = Arc::new(Store::new(100, Arc::clone(&clock)));
+    let (log, _) = Logger::capture(Level::Error);
+    let settings = Settings {
+        telemetry: false,
+        ..settings(false, 100)
+    };
+    let exporter = Exporter::start(Arc::clone(&store), bucket(endpoint), settings, clock, log);
+    invoke(&store, "a", false);
+    invoke(&store, "b", false);
+    exporter.shutdown(Instant::now() + Duration::from_secs(2)).await;
+    let (_, lines) = read_back(&stored);
+    assert_eq!(ids(&lines), ["a", "b"]);
+    assert_eq!(
+        (lines[0]["complete"].clone(), lines[1]["complete"].clone()),
+        (true.into(), false.into())
+    );
+}
+
+#[tokio::test]
+async fn a_failed_upload_is_retried_and_a_refused_one_dropped_and_counted() {
+    // 500 then 200 for the first batch; 403 for the second.
+    let (endpoint, stored) = fake_s3(vec![500, 200, 403]).await;
+    let (clock, _) = clock();
+    let store = Arc::new(Store::new(100, Arc::clone(&clock)));
+    let (log, lines) = Logger::capture(Level::Warn);
+    let exporter = Exporter::start(Arc::clone(&store), bucket(endpoint), settings(false, 1), clock, log);
+    invoke(&store, "a", true);
+    invoke(&store, "b", true);
+    let stats = exporter.shutdown(Instant::now() + Duration::from_secs(3)).await;
+    let (_, got) = read_back(&stored);
+    assert_eq!(ids(&got), ["a"]);
+    assert_eq!((stats.batches, stats.retries), (1, 1));
+    assert_eq!((stats.dropped.batches, stats.dropped.invocations), (1, 1));
+    let log = lines.lock().unwrap().clone();
+    assert!(log.contains("status 500") && log.contains("status 403"), "{log}");
+}
+
+#[tokio::test]
+async fn an_unreachable_s3_costs_no_more_than_the_deadline_and_every_loss_is_counted() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = Endpoint::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
+    drop(listener);
+    let (clock, _) = clock();
+    let store = Arc::new(Store::new(100, Arc::clone(&clock)));
+    let (log, _) = Logger::capture(Level::Error);
+    let exporter = Exporter::start(Arc::clone(&store), bucket(endpoint), settings(false, 1), clock, log);
+    for id in ["a", "b", "c"] {
+        invoke(&store, id, true);
+    }
+    let started = Instant::now();
+    let stats = exporter.shutdown(started + Duration::from_millis(300)).await;
+    assert!(started.elapsed() < Duration::from_millis(400), "{:?}", started.elapsed());
+    assert_eq!(stats.batches, 0);
+    assert_eq!(stats.dropped.invocations, 3);
+}
+
+#[tokio::test]
+async fn records_evicted_before_they_were_written_are_counted() {
+    let (endpoint, stored) = fake_s3(vec![]).await;
+    let (clock, _) = clock();
+    let store = Arc::new(Store::new(2, Arc::clone(&clock)));
+    let (log, _) = Logger::capture(Level::Error);
+    let exporter = Exporter::start(Arc::clone(&store), bucket(endpoint), settings(false, 100), clock, log);
+    for id in ["a", "b", "c", "d", "e"] {
+        invoke(&store, id, false); // never reported: nothing written before SHUTDOWN
+    }
+    let stats = exporter.shutdown(Instant::now() + Duration::from_secs(2)).await;
+    let (_, lines) = read_back(&stored);
+    assert_eq!(ids(&lines), ["d", "e"]);
+    assert_eq!(stats.evicted, 3);
+}

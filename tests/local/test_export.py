@@ -1,0 +1,107 @@
+"""The S3 export end to end: the extension under AWS's emulator (RIE) writes to a real S3 server on
+loopback (moto), and every invocation of the run is read back from the objects exactly once."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import gzip
+import json
+import re
+
+import pytest
+
+from tools.local_lambda import GO_BOOTSTRAP, LocalLambda, free_port
+from tools.local_s3 import REGION, LocalS3
+
+BUCKET = "history"
+KEY = re.compile(r"^exports/function=function/date=\d{4}-\d{2}-\d{2}/hour=\d{2}/[0-9a-f]{32}-(\d{6})\.ndjson\.gz$")
+
+
+@pytest.fixture
+def s3():
+    with LocalS3() as s3:
+        s3.client().create_bucket(Bucket=BUCKET)
+        yield s3
+
+
+def export_env(s3: LocalS3, **extra: str) -> dict[str, str]:
+    return {
+        "INVOCATION_HISTORY_EXTENSION_HTTP_PORT": str(free_port()),
+        "INVOCATION_HISTORY_EXTENSION_EXPORT_S3_BUCKET": BUCKET,
+        "INVOCATION_HISTORY_EXTENSION_EXPORT_S3_PREFIX": "exports/",
+        "INVOCATION_HISTORY_EXTENSION_EXPORT_S3_ENDPOINT": s3.url,
+        "AWS_REGION": REGION,
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        **extra,
+    }
+
+
+def lines_of(s3: LocalS3) -> tuple[list[str], list[dict]]:
+    """The objects' keys and all their lines, in key order."""
+    objects = s3.objects(BUCKET)
+    keys = sorted(objects)
+    lines = [json.loads(line) for key in keys for line in gzip.decompress(objects[key]).decode().splitlines()]
+    return keys, lines
+
+
+def summary(logs: str) -> str:
+    return next(line for line in logs.splitlines() if "msg=shutdown" in line and "invocation-history" in line)
+
+
+def test_managed_instances_export_every_invocation_once_in_batches(s3):
+    # GIVEN Managed Instances (concurrent invokes, records from telemetry) and batches of 5
+    env = export_env(s3, INVOCATION_HISTORY_EXTENSION_EXPORT_MAX_INVOCATIONS="5")
+    with LocalLambda([str(GO_BOOTSTRAP)], env=env, managed_instances=4) as local:
+        # WHEN it serves 20 invocations, 4 at a time, and then stops
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            ids = {a["requestId"] for a in pool.map(lambda _: local.invoke({}), range(20))}
+        assert local.stop() == 0
+        logs = local.logs()
+    # THEN the objects hold every invocation exactly once, complete, as the local API shows records
+    keys, lines = lines_of(s3)
+    assert all(KEY.match(k) for k in keys), keys
+    assert [int(KEY.match(k).group(1)) for k in keys] == list(range(1, len(keys) + 1))
+    got = [line["record"]["awsRequestId"] for line in lines]
+    assert sorted(got) == sorted(ids) and len(got) == 20, logs
+    assert all(line["type"] == "invocation" and line["complete"] for line in lines), lines
+    assert all(line["record"]["status"] == "success" and line["record"]["durationMs"] > 0 for line in lines)
+    assert len(keys) >= 4, "batches of at most 5 invocations"
+    # ... and the summary line counts them
+    line = summary(logs)
+    assert (
+        "exportInvocations=20" in line and "exportDroppedInvocations=0" in line and f"exportBatches={len(keys)}" in line
+    ), line
+
+
+def test_on_demand_the_export_goes_out_at_shutdown(s3, start_lambda):
+    # GIVEN the standard RIE (no Telemetry API): a record is finished once the next invocation began
+    local = start_lambda("go", env=export_env(s3))
+    ids = [local.invoke({})["requestId"] for _ in range(3)]
+    assert s3.objects(BUCKET) == {}, "nothing uploaded while the environment serves"
+    # WHEN it shuts down
+    assert local.stop() == 0
+    # THEN one object holds the three, the last marked incomplete (no report will ever come)
+    keys, lines = lines_of(s3)
+    assert len(keys) == 1 and KEY.match(keys[0]), keys
+    assert [line["record"]["awsRequestId"] for line in lines] == ids
+    assert [line["complete"] for line in lines] == [True, True, False]
+    assert "exportInvocations=3" in summary(local.logs())
+
+
+def test_an_unreachable_s3_never_fails_the_function_and_every_loss_is_counted(start_lambda):
+    dead = free_port()
+    env = {
+        "INVOCATION_HISTORY_EXTENSION_HTTP_PORT": str(free_port()),
+        "INVOCATION_HISTORY_EXTENSION_EXPORT_S3_BUCKET": BUCKET,
+        "INVOCATION_HISTORY_EXTENSION_EXPORT_S3_ENDPOINT": f"http://127.0.0.1:{dead}",
+        "AWS_REGION": REGION,
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+    }
+    local = start_lambda("go", env=env)
+    for _ in range(3):
+        local.invoke({})
+    assert local.stop() == 0
+    line = summary(local.logs())
+    assert "exportBatches=0" in line and "exportDroppedInvocations=3" in line, line
