@@ -40,6 +40,9 @@ pub const QUEUE_BYTES: usize = 8 << 20;
 /// A record begun this long ago is finished whatever telemetry says: Lambda's longest timeout
 /// (15 minutes) and a margin. Its line says `"complete":false`.
 const GIVE_UP_AFTER_NS: i64 = 16 * 60 * 1_000_000_000;
+/// So is a record this many invocations behind the newest (its report was lost): it bounds the
+/// records written out of order, and what each look at the store visits.
+const MAX_BEHIND: u64 = 1024;
 
 /// What the exporter needs to know of its environment.
 pub struct Settings {
@@ -168,7 +171,7 @@ impl Work {
                 return;
             }
             let finished = if telemetry { record.reported } else { record.sequence < newest };
-            let given_up = now.0.saturating_sub(record.invocated_at.0) > GIVE_UP_AFTER_NS;
+            let given_up = now.0.saturating_sub(record.invocated_at.0) > GIVE_UP_AFTER_NS || record.sequence + MAX_BEHIND <= newest;
             if finished || given_up || all {
                 lines.push((record.sequence, invocation_line(record, finished)));
             }

@@ -264,3 +264,32 @@ async fn records_evicted_before_they_were_written_are_counted() {
     assert_eq!(ids(&lines), ["d", "e"]);
     assert_eq!(stats.evicted, 3);
 }
+
+#[tokio::test]
+async fn a_record_whose_report_never_comes_is_written_incomplete_once_far_behind() {
+    let (endpoint, stored) = fake_s3(vec![]).await;
+    let (clock, _) = clock();
+    let store = Arc::new(Store::new(2000, Arc::clone(&clock)));
+    let (log, _) = Logger::capture(Level::Error);
+    // A batch is due once all are written: it goes out only if "lost" is written before SHUTDOWN.
+    let due = usize::try_from(MAX_BEHIND).unwrap() + 1;
+    let exporter = Exporter::start(Arc::clone(&store), bucket(endpoint), settings(true, due), clock, log);
+    invoke(&store, "lost", false);
+    for n in 0..MAX_BEHIND {
+        invoke(&store, &format!("r{n}"), true);
+    }
+    for _ in 0..100 {
+        if !stored.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(stored.lock().unwrap().len(), 1, "written and sent before SHUTDOWN");
+    exporter.shutdown(Instant::now() + Duration::from_secs(2)).await;
+    let (_, lines) = read_back(&stored);
+    assert_eq!(lines.len() as u64, MAX_BEHIND + 1);
+    assert_eq!(
+        (lines[0]["record"]["awsRequestId"].as_str(), lines[0]["complete"].as_bool()),
+        (Some("lost"), Some(false))
+    );
+}
