@@ -9,9 +9,13 @@ import json
 import re
 
 import pytest
+from openapi_core import OpenAPI
+from openapi_core.testing import MockRequest, MockResponse
 
-from tools.local_lambda import GO_BOOTSTRAP, LocalLambda, free_port
+from tools.local_lambda import GO_BOOTSTRAP, ROOT, LocalLambda, free_port, local_api_get, wait_until
 from tools.local_s3 import REGION, LocalS3
+
+SPEC = OpenAPI.from_file_path(str(ROOT / "docs/api/openapi.yaml"))
 
 BUCKET = "history"
 KEY = re.compile(r"^exports/function=function/date=\d{4}-\d{2}-\d{2}/hour=\d{2}/[0-9a-f]{32}-(\d{6})\.ndjson\.gz$")
@@ -56,6 +60,22 @@ def test_managed_instances_export_every_invocation_once_in_batches(s3):
         # WHEN it serves 20 invocations, 4 at a time, and then stops
         with concurrent.futures.ThreadPoolExecutor(4) as pool:
             ids = {a["requestId"] for a in pool.map(lambda _: local.invoke({}), range(20))}
+        # ... the four full batches go out while it runs, and /environment counts them, as the spec says
+        port = int(env["INVOCATION_HISTORY_EXTENSION_HTTP_PORT"])
+
+        def exported() -> dict | None:
+            status, body, _ = local_api_get(port, "/environment")
+            SPEC.validate_response(
+                MockRequest("http://127.0.0.1:1203", "get", "/environment"),
+                MockResponse(body, status_code=status, content_type="application/json"),
+            )
+            export = json.loads(body)["export"]
+            return export if export["invocations"] == 20 else None
+
+        export = wait_until(exported, timeout=5.0, interval=0.05)
+        assert export and export["batches"] == 4 and export["queuedBatches"] == 0 and export["droppedBatches"] == 0, (
+            export
+        )
         assert local.stop() == 0
         logs = local.logs()
     # THEN the objects hold every invocation exactly once, complete, as the local API shows records

@@ -67,6 +67,9 @@ pub struct Stats {
     pub dropped: Dropped,
     /// Records the store evicted before they were written.
     pub evicted: u64,
+    /// Sealed batches waiting for an upload, and their compressed bytes.
+    pub queued_batches: u64,
+    pub queued_bytes: u64,
 }
 
 /// The running exporter.
@@ -97,6 +100,12 @@ impl Exporter {
         };
         let task = tokio::spawn(work.run(stopped));
         Self { stop, task, stats }
+    }
+
+    /// The counters as they are now (for `/environment`).
+    pub fn stats_reader(&self) -> impl Fn() -> Stats + Send + Sync + 'static {
+        let stats = Arc::clone(&self.stats);
+        move || *stats.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Writes what is left and sends it by `deadline`; returns the counters.
@@ -274,8 +283,11 @@ impl Work {
     }
 
     fn publish(&self) {
-        let dropped = self.queue.dropped();
-        self.stats().dropped = dropped;
+        let (dropped, queued_batches, queued_bytes) = (self.queue.dropped(), self.queue.len() as u64, self.queue.bytes() as u64);
+        let mut stats = self.stats();
+        stats.dropped = dropped;
+        stats.queued_batches = queued_batches;
+        stats.queued_bytes = queued_bytes;
     }
 }
 

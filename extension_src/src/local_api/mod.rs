@@ -71,6 +71,30 @@ pub struct Features {
     pub request_id_wait: bool,
 }
 
+/// The S3 export's counters, when the export is on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportCounts {
+    /// Objects written, their compressed bytes and the invocation lines in them.
+    pub batches: u64,
+    pub bytes: u64,
+    pub invocations: u64,
+    /// Uploads tried again after a failure.
+    pub retries: u64,
+    /// Sealed batches waiting for an upload, and their compressed bytes.
+    pub queued_batches: u64,
+    pub queued_bytes: u64,
+    /// Batches given up (refused, out of attempts, the queue full, the deadline passed) and the
+    /// invocation lines in them.
+    pub dropped_batches: u64,
+    pub dropped_invocations: u64,
+    /// Records the store evicted before they were written.
+    pub evicted: u64,
+}
+
+/// Reads the export's counters when `/environment` is asked.
+pub type ExportCountsReader = Arc<dyn Fn() -> ExportCounts + Send + Sync>;
+
 /// The bounds in force.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -99,6 +123,7 @@ impl LocalApi {
             max_wait,
             waiters: AtomicUsize::new(0),
             pages: PagePool::default(),
+            export: Mutex::new(None),
         });
         let handler_api = Arc::clone(&api);
         let server = Server::start(listener, SERVER_LIMITS, log, move |request| {
@@ -122,6 +147,11 @@ impl LocalApi {
         *self.api.env.lock().unwrap_or_else(PoisonError::into_inner) = Arc::new(env);
     }
 
+    /// Shows the export's counters in `/environment` from now on.
+    pub fn set_export_counts(&self, reader: ExportCountsReader) {
+        *self.api.export.lock().unwrap_or_else(PoisonError::into_inner) = Some(reader);
+    }
+
     /// Stops accepting and lets requests in progress finish, until `deadline` at most.
     pub async fn shutdown(self, deadline: Instant) {
         self.server.shutdown(deadline).await;
@@ -135,6 +165,7 @@ struct Api {
     waiters: AtomicUsize,
     /// Written list pages, filled again by the next list response.
     pages: PagePool,
+    export: Mutex<Option<ExportCountsReader>>,
 }
 
 /// Too many callers wait already.
@@ -268,6 +299,12 @@ impl Api {
             features: &env.features,
             limits: &env.limits,
             counts: CountsView(self.store.counts()),
+            export: self
+                .export
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_ref()
+                .map(|read| read()),
         };
         match serde_json::to_vec(&view) {
             Ok(mut out) => {
@@ -366,6 +403,8 @@ struct EnvironmentView<'a> {
     features: &'a Features,
     limits: &'a Limits,
     counts: CountsView,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    export: Option<ExportCounts>,
 }
 
 #[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
