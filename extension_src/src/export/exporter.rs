@@ -4,7 +4,8 @@
 //! When it uploads is the whole point (docs/architecture.md, "The S3 export"): on Lambda Managed
 //! Instances, whose environments are not frozen and whose invocations overlap, from its own task
 //! whenever a batch is due; on on-demand environments, which freeze once every extension has asked
-//! for the next event, only at SHUTDOWN in this version (the post-invoke window is the next step).
+//! for the next event, when the event loop opens the post-invoke window (`prepare`, then
+//! `upload_window` once the function has answered).
 //! At SHUTDOWN everything left is written (records not yet finished marked `"complete":false`)
 //! and sent by the deadline; what cannot be sent is counted.
 
@@ -13,7 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -77,12 +78,25 @@ pub struct Exporter {
     stop: watch::Sender<Option<Instant>>,
     task: JoinHandle<()>,
     stats: Arc<Mutex<Stats>>,
+    requests: mpsc::Sender<Request>,
 }
+
+/// What the event loop asks of the exporter's task, on on-demand environments.
+enum Request {
+    /// Write what finished, seal a due batch; answer whether batches wait for an upload.
+    Prepare(oneshot::Sender<bool>),
+    /// Upload what waits, each batch once at most, by the instant given.
+    Upload(Instant, oneshot::Sender<()>),
+}
+
+/// The post-invoke window's own bound: what an on-demand invocation's billed time may grow by.
+pub const WINDOW_BUDGET: Duration = Duration::from_secs(2);
 
 impl Exporter {
     #[must_use]
     pub fn start(store: Arc<Store>, bucket: Bucket, settings: Settings, clock: Clock, log: Logger) -> Self {
         let (stop, stopped) = watch::channel(None);
+        let (requests, requested) = mpsc::channel(1);
         let stats = Arc::new(Mutex::new(Stats::default()));
         let work = Work {
             store,
@@ -98,8 +112,32 @@ impl Exporter {
             seq: 0,
             retry_at: None,
         };
-        let task = tokio::spawn(work.run(stopped));
-        Self { stop, task, stats }
+        let task = tokio::spawn(work.run(stopped, requested));
+        Self {
+            stop,
+            task,
+            stats,
+            requests,
+        }
+    }
+
+    /// Writes what finished and seals a due batch; whether batches wait for an upload.
+    pub async fn prepare(&self) -> bool {
+        let (reply, answer) = oneshot::channel();
+        if self.requests.send(Request::Prepare(reply)).await.is_err() {
+            return false;
+        }
+        answer.await.unwrap_or(false)
+    }
+
+    /// Uploads what waits (each batch once at most, a failed one kept for later) within
+    /// `WINDOW_BUDGET`.
+    pub async fn upload_window(&self) {
+        let (reply, done) = oneshot::channel();
+        let deadline = Instant::now() + WINDOW_BUDGET;
+        if self.requests.send(Request::Upload(deadline, reply)).await.is_ok() {
+            let _ = tokio::time::timeout_at(deadline + Duration::from_millis(50), done).await;
+        }
     }
 
     /// The counters as they are now (for `/environment`).
@@ -137,7 +175,7 @@ struct Work {
 }
 
 impl Work {
-    async fn run(mut self, mut stopped: watch::Receiver<Option<Instant>>) {
+    async fn run(mut self, mut stopped: watch::Receiver<Option<Instant>>, mut requested: mpsc::Receiver<Request>) {
         let deadline = loop {
             tokio::select! {
                 changed = stopped.changed() => match (changed, *stopped.borrow()) {
@@ -145,18 +183,32 @@ impl Work {
                     (Err(_), _) => break Instant::now(),
                     _ => {}
                 },
+                Some(request) = requested.recv() => {
+                    match request {
+                        Request::Prepare(reply) => {
+                            self.collect(false);
+                            self.seal_if_due();
+                            let _ = reply.send(!self.queue.is_empty());
+                        }
+                        Request::Upload(deadline, reply) => {
+                            self.upload_ready(Some(deadline), false).await;
+                            let _ = reply.send(());
+                        }
+                    }
+                    continue;
+                }
                 () = tokio::time::sleep(COLLECT_INTERVAL) => {}
             }
             self.collect(false);
             self.seal_if_due();
             if self.settings.background {
-                self.upload_ready(None).await;
+                self.upload_ready(None, false).await;
             }
         };
         // SHUTDOWN: everything, finished or not, then every batch by the deadline.
         self.collect(true);
         self.seal();
-        self.upload_ready(Some(deadline)).await;
+        self.upload_ready(Some(deadline), true).await;
         self.queue.drop_all();
         self.publish();
     }
@@ -214,23 +266,17 @@ impl Work {
         }
     }
 
-    /// Uploads queued batches, oldest first, until the queue is empty, a failure asks to wait,
-    /// or `deadline` (at SHUTDOWN) comes.
-    async fn upload_ready(&mut self, deadline: Option<Instant>) {
+    /// Uploads queued batches, oldest first, until the queue is empty, `deadline` comes, or a
+    /// failure asks to wait; `persist` (at SHUTDOWN) retries at once instead, as long as attempts
+    /// and the deadline allow.
+    async fn upload_ready(&mut self, deadline: Option<Instant>, persist: bool) {
         while let Some(mut pending) = self.queue.pop() {
             let now = Instant::now();
-            let wait = match deadline {
-                Some(deadline) if deadline <= now => {
-                    self.queue.put_back(pending);
-                    return;
-                }
-                Some(deadline) => UPLOAD_TIMEOUT.min(deadline - now),
-                None if self.retry_at.is_some_and(|at| now < at) => {
-                    self.queue.put_back(pending);
-                    return;
-                }
-                None => UPLOAD_TIMEOUT,
-            };
+            if deadline.is_some_and(|d| d <= now) || (!persist && self.retry_at.is_some_and(|at| now < at)) {
+                self.queue.put_back(pending);
+                return;
+            }
+            let wait = deadline.map_or(UPLOAD_TIMEOUT, |d| UPLOAD_TIMEOUT.min(d - now));
             let key = object_key(
                 &self.settings.prefix,
                 &self.settings.function_name,
@@ -264,7 +310,7 @@ impl Work {
                         let backoff = FIRST_BACKOFF.saturating_mul(1 << (pending.attempts - 1).min(16)).min(MAX_BACKOFF);
                         self.retry_at = Some(Instant::now() + backoff);
                         self.queue.put_back(pending);
-                        if deadline.is_none() {
+                        if !persist {
                             self.publish();
                             return;
                         }
@@ -305,4 +351,4 @@ fn invocation_line(record: &Record, complete: bool) -> Vec<u8> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

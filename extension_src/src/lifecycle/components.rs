@@ -2,14 +2,17 @@
 //! part that cannot start is logged once (naming the variable and value) and left out; the
 //! function never waits for it.
 
+use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
+use super::event_loop::AfterInvoke;
 use super::{Options, new_environment_id};
 use crate::config::{
     ENV_EXPORT_S3_BUCKET, ENV_EXPORT_S3_ENDPOINT, ENV_HTTP_PORT, ENV_RUNTIME_PROXY_PORT, ENV_RUNTIME_PROXY_UPSTREAM, ENV_TELEMETRY_PORT,
@@ -44,12 +47,51 @@ pub struct Components {
     telemetry_configured: bool,
     metrics: Option<MetricsPart>,
     exporter: Option<Exporter>,
+    /// Woken after every telemetry batch (telemetry subscribed only).
+    telemetry_applied: Option<Arc<Notify>>,
 }
 
 struct MetricsPart {
     emitter: Emitter,
     dimensions: Dimensions,
     durations: Option<(Arc<Durations>, watch::Sender<bool>, tokio::task::JoinHandle<()>)>,
+}
+
+/// Uploads due batches after an invocation has ended and before the event loop asks for the next
+/// event: the window in which an on-demand environment is not frozen and no invocation runs.
+pub struct ExportWindow<'a> {
+    exporter: &'a Exporter,
+    store: &'a Store,
+    applied: &'a Arc<Notify>,
+}
+
+/// How long the window waits for the function's answer when the invocation has no deadline.
+const ANSWER_WAIT: Duration = Duration::from_secs(30);
+/// After the invocation's deadline, how long telemetry may take to say it timed out.
+const ANSWER_GRACE: Duration = Duration::from_secs(1);
+
+impl AfterInvoke for ExportWindow<'_> {
+    fn after_invoke<'a>(&'a self, request_id: &'a str, deadline: Option<Instant>) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        Box::pin(async move {
+            if !self.exporter.prepare().await {
+                return; // nothing waits for an upload: straight back to /event/next
+            }
+            // Never while the function runs: wait for its answer (runtimeDone or the report).
+            let limit = deadline.map_or(Instant::now() + ANSWER_WAIT, |d| d + ANSWER_GRACE);
+            loop {
+                let notified = self.applied.notified();
+                let mut notified = std::pin::pin!(notified);
+                notified.as_mut().enable();
+                if self.store.with_record(request_id, |r| r.status.is_some()).unwrap_or(true) {
+                    break;
+                }
+                if tokio::time::timeout_at(limit, notified).await.is_err() {
+                    return; // no answer seen: the batches wait for the next window
+                }
+            }
+            self.exporter.upload_window().await;
+        })
+    }
 }
 
 /// What the parts counted, for the summary line and the stopped metric.
@@ -114,6 +156,7 @@ impl Components {
             telemetry_configured: o.config.telemetry.enabled,
             metrics: None,
             exporter: None,
+            telemetry_applied: None,
         }
     }
 
@@ -233,7 +276,8 @@ impl Components {
             let clock = Arc::clone(&o.clock);
             Box::new(move |ms: f64| d.add(ms, clock())) as Box<dyn Fn(f64) + Send + Sync>
         });
-        let applier = Applier::new(Arc::clone(store), managed, on_report);
+        let applied = Arc::new(Notify::new());
+        let applier = Applier::new(Arc::clone(store), managed, on_report).signalling(Arc::clone(&applied));
         let t = &o.config.telemetry;
         let max_body = telemetry::body_limit(t.max_bytes);
         let buffering = Buffering {
@@ -249,6 +293,7 @@ impl Components {
         match subscribed {
             Ok(Subscription::Subscribed) => {
                 self.telemetry = Some(TelemetryListener::start(listener, applier, max_body, o.log.clone()));
+                self.telemetry_applied = Some(applied);
                 self.env.features.telemetry = "on";
                 self.durations_ready = durations;
                 None
@@ -366,6 +411,14 @@ impl Components {
         }
         self.exporter = Some(exporter);
         self.env.features.s3_export = true;
+    }
+
+    /// The export's post-invoke window, on on-demand environments with telemetry (which says when
+    /// the function has answered); `None` elsewhere.
+    pub fn export_window<'a>(&'a self, store: &'a Store) -> Option<ExportWindow<'a>> {
+        let exporter = self.exporter.as_ref()?;
+        let applied = self.telemetry_applied.as_ref()?;
+        (!self.env.managed_instances).then_some(ExportWindow { exporter, store, applied })
     }
 
     /// Tells the local API who this environment is, now that registration and telemetry are known.

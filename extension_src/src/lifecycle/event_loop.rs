@@ -1,7 +1,10 @@
 //! The event loop: each INVOKE becomes a record, SHUTDOWN ends the loop. Nothing between an
-//! INVOKE and the next `/event/next` that can wait: one store write, no I/O, no log line at INFO.
+//! INVOKE and the next `/event/next` that can wait: one store write, no I/O, no log line at INFO;
+//! only a part that must work while the environment is not frozen (the S3 export's uploads) may
+//! add an `AfterInvoke` step, which the loop runs there.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,6 +41,13 @@ impl ShutdownReason {
     }
 }
 
+/// Work between an INVOKE and the next `/event/next`: the only time an on-demand environment is
+/// sure not to be frozen. It must not touch the function's invocation: it waits for it to end.
+pub trait AfterInvoke {
+    /// `deadline`: the invocation's, when Lambda gave one.
+    fn after_invoke<'a>(&'a self, request_id: &'a str, deadline: Option<Instant>) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+}
+
 /// How the loop ended.
 pub struct LoopEnd {
     pub reason: ShutdownReason,
@@ -48,9 +58,15 @@ pub struct LoopEnd {
 }
 
 /// Serves events until SHUTDOWN, `terminated`, or an Extensions API that keeps failing.
-pub async fn run(client: &mut Client, store: &Arc<Store>, log: &Logger, terminated: impl Future<Output = ()>) -> LoopEnd {
+pub async fn run(
+    client: &mut Client,
+    store: &Arc<Store>,
+    log: &Logger,
+    terminated: impl Future<Output = ()>,
+    after: Option<&(dyn AfterInvoke + Sync)>,
+) -> LoopEnd {
     let mut invalid_invokes = 0;
-    let (reason, deadline) = serve_events(client, store, log, terminated, &mut invalid_invokes).await;
+    let (reason, deadline) = serve_events(client, store, log, terminated, after, &mut invalid_invokes).await;
     LoopEnd {
         reason,
         deadline,
@@ -64,6 +80,7 @@ async fn serve_events(
     store: &Arc<Store>,
     log: &Logger,
     terminated: impl Future<Output = ()>,
+    after: Option<&(dyn AfterInvoke + Sync)>,
     invalid_invokes: &mut u64,
 ) -> (ShutdownReason, Option<Instant>) {
     let mut terminated = std::pin::pin!(terminated);
@@ -133,6 +150,13 @@ async fn serve_events(
                         &[("requestId", request_id.as_str().into()), ("sequence", sequence.into())],
                     );
                 }
+                if let Some(after) = after {
+                    tokio::select! {
+                        biased;
+                        () = terminated.as_mut() => return (ShutdownReason::Sigterm, None),
+                        () = after.after_invoke(&request_id, invoke_deadline(deadline_ms)) => {}
+                    }
+                }
             }
             Event::Shutdown { reason, deadline_ms } => {
                 let deadline = deadline_from_epoch_ms(deadline_ms);
@@ -141,6 +165,13 @@ async fn serve_events(
             Event::Unknown(kind) => log.debug("ignoring unknown event", &[("eventType", kind.as_str().into())]),
         }
     }
+}
+
+/// The monotonic instant of an invocation's deadline in Unix milliseconds; `None` when Lambda gave
+/// none.
+fn invoke_deadline(deadline_ms: i64) -> Option<Instant> {
+    let now_ms = crate::time::Timestamp::now().0 / 1_000_000;
+    (deadline_ms > 0).then(|| Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms).max(0).unsigned_abs()))
 }
 
 /// The monotonic instant of a wall-clock deadline in Unix milliseconds, less a margin for the

@@ -20,6 +20,7 @@ use crate::extensions_api::{Client, EventType};
 use crate::history::Store;
 use crate::log::{Logger, Sink, Value};
 use crate::time::{Clock, Timestamp};
+use event_loop::AfterInvoke;
 
 pub use components::Components;
 pub use event_loop::ShutdownReason;
@@ -158,7 +159,18 @@ pub async fn run(o: Options, terminated: impl Future<Output = ()>) -> i32 {
     log.info("ready", &ready);
 
     // 7. The event loop: nothing between INVOKE and the next /event/next that can wait.
-    let end = event_loop::run(&mut client, &store, &log, terminated).await;
+    let end = {
+        // The export's post-invoke window borrows the parts until the loop ends.
+        let window = parts.export_window(&store);
+        event_loop::run(
+            &mut client,
+            &store,
+            &log,
+            terminated,
+            window.as_ref().map(|w| w as &(dyn AfterInvoke + Sync)),
+        )
+        .await
+    };
     let reason = end.reason;
 
     // 8. Stop the parts within the deadline, then the stopped metric and one summary line.

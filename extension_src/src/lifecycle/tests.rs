@@ -31,6 +31,7 @@ struct FakeState {
     telemetry_batch: Option<String>,
     exit_errors: Vec<String>,
     next_calls: u32,
+    next_call_times: Vec<std::time::Instant>,
     /// At the first `/event/next`, whether something listens on this port (the telemetry listener).
     probe_port: Option<u16>,
     probe_listening: Option<bool>,
@@ -106,6 +107,7 @@ impl FakeLambda {
                 let batch = {
                     let mut s = lock(&state);
                     s.next_calls += 1;
+                    s.next_call_times.push(std::time::Instant::now());
                     s.telemetry_batch.take().map(|b| (b, s.subscription.clone()))
                 };
                 if let Some((batch, subscription)) = batch {
@@ -313,6 +315,49 @@ async fn an_unreachable_export_endpoint_costs_the_shutdown_budget_and_counts_wha
     let shutdown = log.lines().find(|l| l.contains("msg=shutdown")).unwrap();
     assert!(
         shutdown.contains("exportBatches=0") && shutdown.contains("exportDroppedInvocations=2"),
+        "{shutdown}"
+    );
+}
+
+#[tokio::test]
+async fn on_demand_a_due_batch_goes_out_after_the_invocation_answered_and_before_the_next_event() {
+    let (endpoint, stored, stored_at) = crate::export::exporter::tests::fake_s3_timed(vec![]).await;
+    let fake = FakeLambda::start(&[&invoke("a"), &invoke("b"), SHUTDOWN]).await;
+    // Telemetry says "a" answered and was reported; the fake posts it at the first /event/next.
+    let a = |kind: &str| serde_json::json!({"time": "2026-11-29T19:05:00Z", "type": kind, "record": {"requestId": "a", "status": "success", "metrics": {"durationMs": 1.0}}});
+    lock(&fake.state).telemetry_batch = Some(serde_json::to_string(&[a("platform.runtimeDone"), a("platform.report")]).unwrap());
+    let endpoint = format!("http://{}", endpoint.address);
+    let run = options(
+        &fake,
+        &[
+            ("AWS_REGION", "eu-west-1"),
+            ("AWS_ACCESS_KEY_ID", "a"),
+            ("AWS_SECRET_ACCESS_KEY", "s"),
+            ("INVOCATION_HISTORY_EXTENSION_EXPORT_S3_BUCKET", "my-bucket"),
+            ("INVOCATION_HISTORY_EXTENSION_EXPORT_S3_ENDPOINT", &endpoint),
+            ("INVOCATION_HISTORY_EXTENSION_EXPORT_MAX_INVOCATIONS", "1"),
+        ],
+    );
+    assert_eq!(super::run(run.options, never()).await, 0);
+    // "a"'s batch was uploaded in the window after INVOKE a, before the loop asked for "b";
+    // "b" (never reported) went at SHUTDOWN, after the last /event/next.
+    let times = lock(&fake.state).next_call_times.clone();
+    let puts = stored_at.lock().unwrap().clone();
+    assert_eq!(
+        (times.len(), puts.len()),
+        (3, 2),
+        "{:?}",
+        stored.lock().unwrap().iter().map(|(p, _)| p.clone()).collect::<Vec<_>>()
+    );
+    assert!(
+        times[0] < puts[0] && puts[0] < times[1],
+        "a's batch between the first and second /event/next"
+    );
+    assert!(puts[1] > times[2], "b's at SHUTDOWN");
+    let log = text(&run.lines);
+    let shutdown = log.lines().find(|l| l.contains("msg=shutdown")).unwrap();
+    assert!(
+        shutdown.contains("exportBatches=2") && shutdown.contains("exportInvocations=2"),
         "{shutdown}"
     );
 }

@@ -25,6 +25,8 @@ pub struct Applier {
     /// Also serialises the check-then-create of `platform.start`, so two deliveries of one start
     /// racing on two connections still make one record.
     recent: Mutex<Recent>,
+    /// Woken after every applied batch, for whoever waits on what telemetry says.
+    applied: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl Applier {
@@ -39,7 +41,15 @@ impl Applier {
             create_from_start,
             on_report: on_report.map(Arc::from),
             recent: Mutex::new(Recent::default()),
+            applied: None,
         }
+    }
+
+    /// Wakes `applied`'s waiters after every batch applied.
+    #[must_use]
+    pub fn signalling(mut self, applied: Arc<tokio::sync::Notify>) -> Self {
+        self.applied = Some(applied);
+        self
     }
 
     /// Applies a batch: every valid event, in order. A body that is not a JSON array applies
@@ -48,11 +58,15 @@ impl Applier {
         // Validate the whole body first, so a batch that breaks off halfway applies nothing. Two
         // parses keep memory flat: no list of the batch's events is ever built.
         events::parse_batch(body)?;
-        events::for_each_event(body, |item| {
+        let outcome = events::for_each_event(body, |item| {
             if let Item::Event(event) = item {
                 self.apply(&event);
             }
-        })
+        });
+        if let Some(applied) = &self.applied {
+            applied.notify_waiters();
+        }
+        outcome
     }
 
     fn apply(&self, event: &Event<'_>) {

@@ -14,27 +14,35 @@ use crate::s3::credentials::{Provider, Source as CredentialSource};
 use crate::s3::sigv4::Credentials;
 use crate::time::Timestamp;
 
-/// What the fake S3 stored: (path, body) per accepted PUT.
-type Stored = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+/// What the fake S3 stored: (path, body) per accepted PUT, and when.
+pub(crate) type Stored = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+pub(crate) type StoredAt = Arc<Mutex<Vec<std::time::Instant>>>;
 
 /// A fake S3: answers each PUT with the next status of `statuses` (200 once they run out).
 async fn fake_s3(statuses: Vec<u16>) -> (Endpoint, Stored) {
+    let (endpoint, stored, _) = fake_s3_timed(statuses).await;
+    (endpoint, stored)
+}
+
+/// As `fake_s3`, with the instant of each accepted PUT.
+pub(crate) async fn fake_s3_timed(statuses: Vec<u16>) -> (Endpoint, Stored, StoredAt) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = Endpoint::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
     let stored: Stored = Arc::default();
-    let kept = Arc::clone(&stored);
+    let stored_at: StoredAt = Arc::default();
+    let (kept, kept_at) = (Arc::clone(&stored), Arc::clone(&stored_at));
     let statuses = Arc::new(Mutex::new(statuses.into_iter()));
     tokio::spawn(async move {
         loop {
             let (stream, _) = listener.accept().await.unwrap();
-            let (kept, statuses) = (Arc::clone(&kept), Arc::clone(&statuses));
-            tokio::spawn(serve(stream, kept, statuses));
+            let (kept, kept_at, statuses) = (Arc::clone(&kept), Arc::clone(&kept_at), Arc::clone(&statuses));
+            tokio::spawn(serve(stream, kept, kept_at, statuses));
         }
     });
-    (endpoint, stored)
+    (endpoint, stored, stored_at)
 }
 
-async fn serve(mut stream: TcpStream, stored: Stored, statuses: Arc<Mutex<std::vec::IntoIter<u16>>>) {
+async fn serve(mut stream: TcpStream, stored: Stored, stored_at: StoredAt, statuses: Arc<Mutex<std::vec::IntoIter<u16>>>) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 16384];
     loop {
@@ -66,6 +74,7 @@ async fn serve(mut stream: TcpStream, stored: Stored, statuses: Arc<Mutex<std::v
         let status = statuses.lock().unwrap().next().unwrap_or(200);
         if status == 200 {
             stored.lock().unwrap().push((path, body));
+            stored_at.lock().unwrap().push(std::time::Instant::now());
         }
         let answer = format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\n\r\n");
         if stream.write_all(answer.as_bytes()).await.is_err() {
