@@ -41,12 +41,24 @@ def export_env(s3: LocalS3, **extra: str) -> dict[str, str]:
     }
 
 
-def lines_of(s3: LocalS3) -> tuple[list[str], list[dict]]:
-    """The objects' keys and all their lines, in key order."""
+def lines_of(s3: LocalS3) -> tuple[list[str], list[dict], list[dict]]:
+    """The objects' keys, the invocation lines and the environment lines, in key order."""
     objects = s3.objects(BUCKET)
     keys = sorted(objects)
     lines = [json.loads(line) for key in keys for line in gzip.decompress(objects[key]).decode().splitlines()]
-    return keys, lines
+    return (
+        keys,
+        [line for line in lines if line["type"] == "invocation"],
+        [line for line in lines if line["type"] == "environment"],
+    )
+
+
+def check_environment_lines(environment: list[dict], reason: str, served: int) -> None:
+    """The environment's first line (who it is) and its last (why it ended, what it served)."""
+    assert [line["event"] for line in environment] == ["start", "shutdown"], environment
+    start, end = environment
+    assert start["functionName"] == "function" and start["environmentId"] == end["environmentId"]
+    assert end["reason"] == reason and end["served"] == served, end
 
 
 def summary(logs: str) -> str:
@@ -79,12 +91,13 @@ def test_managed_instances_export_every_invocation_once_in_batches(s3):
         assert local.stop() == 0
         logs = local.logs()
     # THEN the objects hold every invocation exactly once, complete, as the local API shows records
-    keys, lines = lines_of(s3)
+    keys, lines, environment = lines_of(s3)
+    check_environment_lines(environment, re.search(r" reason=(\S+)", summary(logs)).group(1), 20)
     assert all(KEY.match(k) for k in keys), keys
     assert [int(KEY.match(k).group(1)) for k in keys] == list(range(1, len(keys) + 1))
     got = [line["record"]["awsRequestId"] for line in lines]
     assert sorted(got) == sorted(ids) and len(got) == 20, logs
-    assert all(line["type"] == "invocation" and line["complete"] for line in lines), lines
+    assert all(line["complete"] for line in lines), lines
     assert all(line["record"]["status"] == "success" and line["record"]["durationMs"] > 0 for line in lines)
     assert len(keys) >= 4, "batches of at most 5 invocations"
     # ... and the summary line counts them
@@ -102,7 +115,8 @@ def test_on_demand_the_export_goes_out_at_shutdown(s3, start_lambda):
     # WHEN it shuts down
     assert local.stop() == 0
     # THEN one object holds the three, the last marked incomplete (no report will ever come)
-    keys, lines = lines_of(s3)
+    keys, lines, environment = lines_of(s3)
+    check_environment_lines(environment, re.search(r" reason=(\S+)", summary(local.logs())).group(1), 3)
     assert len(keys) == 1 and KEY.match(keys[0]), keys
     assert [line["record"]["awsRequestId"] for line in lines] == ids
     assert [line["complete"] for line in lines] == [True, True, False]

@@ -56,6 +56,8 @@ pub struct Settings {
     /// Telemetry is subscribed: a record is finished when its report is in. Without it, a record
     /// is finished once a newer one exists (on-demand environments run one at a time).
     pub telemetry: bool,
+    /// The environment's first line (`"type":"environment","event":"start"`), one JSON object.
+    pub start_line: Vec<u8>,
 }
 
 /// The export's counters, for the summary line.
@@ -75,7 +77,7 @@ pub struct Stats {
 
 /// The running exporter.
 pub struct Exporter {
-    stop: watch::Sender<Option<Instant>>,
+    stop: watch::Sender<Option<(Instant, String)>>,
     task: JoinHandle<()>,
     stats: Arc<Mutex<Stats>>,
     requests: mpsc::Sender<Request>,
@@ -146,9 +148,10 @@ impl Exporter {
         move || *stats.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Writes what is left and sends it by `deadline`; returns the counters.
-    pub async fn shutdown(self, deadline: Instant) -> Stats {
-        let _ = self.stop.send(Some(deadline));
+    /// Writes what is left and the environment's last line (with `reason`), sends it all by
+    /// `deadline`; returns the counters.
+    pub async fn shutdown(self, deadline: Instant, reason: &str) -> Stats {
+        let _ = self.stop.send(Some((deadline, reason.to_owned())));
         // The task bounds its own work by the deadline; a little past it, it is given up.
         let _ = tokio::time::timeout_at(deadline + Duration::from_millis(50), self.task).await;
         *self.stats.lock().unwrap_or_else(PoisonError::into_inner)
@@ -175,12 +178,14 @@ struct Work {
 }
 
 impl Work {
-    async fn run(mut self, mut stopped: watch::Receiver<Option<Instant>>, mut requested: mpsc::Receiver<Request>) {
-        let deadline = loop {
+    async fn run(mut self, mut stopped: watch::Receiver<Option<(Instant, String)>>, mut requested: mpsc::Receiver<Request>) {
+        let start_line = std::mem::take(&mut self.settings.start_line);
+        self.batch.push(&start_line, false, (self.clock)());
+        let (deadline, reason) = loop {
             tokio::select! {
-                changed = stopped.changed() => match (changed, *stopped.borrow()) {
-                    (Ok(()), Some(deadline)) => break deadline,
-                    (Err(_), _) => break Instant::now(),
+                changed = stopped.changed() => match (changed, stopped.borrow().clone()) {
+                    (Ok(()), Some(stop)) => break stop,
+                    (Err(_), _) => break (Instant::now(), String::new()),
                     _ => {}
                 },
                 Some(request) = requested.recv() => {
@@ -200,13 +205,18 @@ impl Work {
                 () = tokio::time::sleep(COLLECT_INTERVAL) => {}
             }
             self.collect(false);
-            self.seal_if_due();
+            // On-demand, batches are sealed when the event loop opens a window (`Prepare`), so
+            // the environment's last line joins the last of them rather than an object of its own.
             if self.settings.background {
+                self.seal_if_due();
                 self.upload_ready(None, false).await;
             }
         };
-        // SHUTDOWN: everything, finished or not, then every batch by the deadline.
+        // SHUTDOWN: everything, finished or not, the environment's last line, then every batch by
+        // the deadline.
         self.collect(true);
+        let end_line = self.end_line(&reason);
+        self.batch.push(&end_line, false, (self.clock)());
         self.seal();
         self.upload_ready(Some(deadline), true).await;
         self.queue.drop_all();
@@ -238,10 +248,11 @@ impl Work {
             }
         });
         for (sequence, line) in lines {
+            // A full batch is sealed before the next line, so no object holds more invocations
+            // than the limits allow; the environment's last line still rides in the last one.
+            self.seal_if_due();
             self.batch.push(&line, true, now);
             self.written.insert(sequence);
-            // Sealed as soon as it is full, so no object holds more than the limits allow.
-            self.seal_if_due();
         }
         while self.written.remove(&(self.cursor + 1)) {
             self.cursor += 1;
@@ -322,6 +333,30 @@ impl Work {
             }
             self.publish();
         }
+    }
+
+    /// `{"type":"environment","event":"shutdown",…}`: the reason, the store's counters and what
+    /// the init phase reported.
+    fn end_line(&self, reason: &str) -> Vec<u8> {
+        let counts = self.store.counts();
+        let init = self.store.init();
+        let line = serde_json::json!({
+            "type": "environment",
+            "event": "shutdown",
+            "environmentId": self.settings.environment_id,
+            "at": (self.clock)().to_string(),
+            "reason": reason,
+            "served": counts.served,
+            "retained": counts.retained,
+            "dropped": counts.dropped,
+            "init": {
+                "type": init.init_type,
+                "status": init.init_status,
+                "durationMs": init.init_duration_ms,
+                "runtimeVersion": init.runtime_version,
+            },
+        });
+        serde_json::to_vec(&line).unwrap_or_default()
     }
 
     fn stats(&self) -> std::sync::MutexGuard<'_, Stats> {

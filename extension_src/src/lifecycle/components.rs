@@ -389,6 +389,7 @@ impl Components {
             environment_id: self.env.environment_id.clone(),
             background: managed,
             telemetry: self.env.features.telemetry == "on",
+            start_line: self.start_line(),
         };
         let bucket = Bucket::new(endpoint, &region, bucket_name, Provider::new(source));
         let exporter = Exporter::start(Arc::clone(store), bucket, settings, Arc::clone(&o.clock), o.log.clone());
@@ -411,6 +412,26 @@ impl Components {
         }
         self.exporter = Some(exporter);
         self.env.features.s3_export = true;
+    }
+
+    /// The export's first line: who this environment is, as `/environment` says it.
+    fn start_line(&self) -> Vec<u8> {
+        let env = &self.env;
+        let line = serde_json::json!({
+            "type": "environment",
+            "event": "start",
+            "environmentId": env.environment_id,
+            "at": env.init_started_at.to_string(),
+            "functionName": env.function_name,
+            "functionVersion": env.function_version,
+            "memoryMB": env.memory_mb,
+            "region": env.region,
+            "initType": env.init_type,
+            "managedInstances": env.managed_instances,
+            "extensionVersion": env.extension_version,
+            "telemetry": env.features.telemetry,
+        });
+        serde_json::to_vec(&line).unwrap_or_default()
     }
 
     /// The export's post-invoke window, on on-demand environments with telemetry (which says when
@@ -443,7 +464,7 @@ impl Components {
     /// Stops every part by `deadline`. The proxy may hold a runtime's `/next` long poll until
     /// then, so the telemetry listener (which delivers its last batch) and after it the duration
     /// metrics (which write what is left) stop beside it, not after it.
-    pub async fn shutdown(self, deadline: Instant, export_deadline: Instant) -> Summary {
+    pub async fn shutdown(self, deadline: Instant, export_deadline: Instant, reason: &str) -> Summary {
         let Self {
             local_api,
             proxy,
@@ -471,7 +492,7 @@ impl Components {
             };
             // After telemetry's last batch, so the last reports are in the export.
             let export = match exporter {
-                Some(exporter) => Some(exporter.shutdown(export_deadline.max(deadline)).await),
+                Some(exporter) => Some(exporter.shutdown(export_deadline.max(deadline), reason).await),
                 None => None,
             };
             let mut durations_dropped = None;

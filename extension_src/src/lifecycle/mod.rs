@@ -95,7 +95,7 @@ pub async fn run(o: Options, terminated: impl Future<Output = ()>) -> i32 {
             &[("variable", ENV_RUNTIME_API.into()), ("value", "".into())],
         );
         let now = tokio::time::Instant::now();
-        parts.shutdown(now + SHUTDOWN_BUDGET, now + SHUTDOWN_BUDGET).await;
+        parts.shutdown(now + SHUTDOWN_BUDGET, now + SHUTDOWN_BUDGET, "failure").await;
         return 1;
     }
 
@@ -121,7 +121,7 @@ pub async fn run(o: Options, terminated: impl Future<Output = ()>) -> i32 {
                 &[("error", e.to_string().as_str().into())],
             );
             let now = tokio::time::Instant::now();
-            parts.shutdown(now + SHUTDOWN_BUDGET, now + SHUTDOWN_BUDGET).await;
+            parts.shutdown(now + SHUTDOWN_BUDGET, now + SHUTDOWN_BUDGET, "failure").await;
             return 1;
         }
     };
@@ -178,7 +178,11 @@ pub async fn run(o: Options, terminated: impl Future<Output = ()>) -> i32 {
     // other parts stop within the budget.
     let budget = tokio::time::Instant::now() + SHUTDOWN_BUDGET;
     let summary = parts
-        .shutdown(end.deadline.map_or(budget, |d| d.min(budget)), end.deadline.unwrap_or(budget))
+        .shutdown(
+            end.deadline.map_or(budget, |d| d.min(budget)),
+            end.deadline.unwrap_or(budget),
+            reason.as_str(),
+        )
         .await;
     let counts = store.counts();
     let lifetime_ms = (o.clock)().millis_since(o.started);

@@ -111,6 +111,7 @@ fn settings(background: bool, max_invocations: usize) -> Settings {
         environment_id: "env".into(),
         background,
         telemetry: true,
+        start_line: br#"{"type":"environment","event":"start"}"#.to_vec(),
     }
 }
 
@@ -138,11 +139,16 @@ fn read_back(stored: &Stored) -> (Vec<String>, Vec<serde_json::Value>) {
     (keys, lines)
 }
 
+/// The request ids of the invocation lines (environment lines have none).
 fn ids(lines: &[serde_json::Value]) -> Vec<String> {
-    lines
+    invocations(lines)
         .iter()
         .map(|l| l["record"]["awsRequestId"].as_str().unwrap().to_owned())
         .collect()
+}
+
+fn invocations(lines: &[serde_json::Value]) -> Vec<serde_json::Value> {
+    lines.iter().filter(|l| l["type"] == "invocation").cloned().collect()
 }
 
 #[tokio::test]
@@ -166,18 +172,32 @@ async fn in_the_background_due_batches_go_out_and_shutdown_sends_the_rest_marked
     let (keys, lines) = read_back(&stored);
     assert_eq!(keys, ["/b/p/function%3Dfn/date%3D2026-11-29/hour%3D19/env-000001.ndjson.gz"]);
     assert_eq!(ids(&lines), ["a", "b"]);
-    assert!(lines.iter().all(|l| l["type"] == "invocation" && l["complete"] == true));
-    assert_eq!(lines[0]["record"]["status"], "success");
+    assert_eq!(
+        lines[0],
+        serde_json::json!({"type": "environment", "event": "start"}),
+        "the environment's first line leads"
+    );
+    let first = invocations(&lines);
+    assert!(first.iter().all(|l| l["complete"] == true));
+    assert_eq!(first[0]["record"]["status"], "success");
 
-    let stats = exporter.shutdown(Instant::now() + Duration::from_secs(2)).await;
+    let stats = exporter.shutdown(Instant::now() + Duration::from_secs(2), "spindown").await;
     let (keys, lines) = read_back(&stored);
     assert_eq!(keys.len(), 2);
     assert!(keys[1].ends_with("/env-000002.ndjson.gz"), "{keys:?}");
     assert_eq!(ids(&lines), ["a", "b", "c", "d"], "every record exactly once");
+    let all = invocations(&lines);
     assert_eq!(
-        (lines[2]["complete"].clone(), lines[3]["complete"].clone()),
+        (all[2]["complete"].clone(), all[3]["complete"].clone()),
         (true.into(), false.into())
     );
+    let end = lines.last().unwrap();
+    assert_eq!(
+        (end["type"].as_str(), end["event"].as_str(), end["reason"].as_str()),
+        (Some("environment"), Some("shutdown"), Some("spindown")),
+        "the environment's last line ends the last object"
+    );
+    assert_eq!((end["served"].as_u64(), end["environmentId"].as_str()), (Some(4), Some("env")));
     assert_eq!((stats.batches, stats.invocations, stats.dropped), (2, 4, Dropped::default()));
 }
 
@@ -192,7 +212,7 @@ async fn on_demand_it_uploads_only_at_shutdown() {
     invoke(&store, "b", true);
     tokio::time::sleep(COLLECT_INTERVAL * 2).await;
     assert!(stored.lock().unwrap().is_empty(), "nothing while the environment serves");
-    let stats = exporter.shutdown(Instant::now() + Duration::from_secs(2)).await;
+    let stats = exporter.shutdown(Instant::now() + Duration::from_secs(2), "spindown").await;
     let (keys, lines) = read_back(&stored);
     assert_eq!((keys.len(), ids(&lines)), (2, vec!["a".to_owned(), "b".to_owned()]));
     assert_eq!(stats.batches, 2);
@@ -211,11 +231,12 @@ async fn without_telemetry_a_record_is_finished_once_a_newer_one_exists() {
     let exporter = Exporter::start(Arc::clone(&store), bucket(endpoint), settings, clock, log);
     invoke(&store, "a", false);
     invoke(&store, "b", false);
-    exporter.shutdown(Instant::now() + Duration::from_secs(2)).await;
+    exporter.shutdown(Instant::now() + Duration::from_secs(2), "spindown").await;
     let (_, lines) = read_back(&stored);
     assert_eq!(ids(&lines), ["a", "b"]);
+    let all = invocations(&lines);
     assert_eq!(
-        (lines[0]["complete"].clone(), lines[1]["complete"].clone()),
+        (all[0]["complete"].clone(), all[1]["complete"].clone()),
         (true.into(), false.into())
     );
 }
@@ -230,7 +251,7 @@ async fn a_failed_upload_is_retried_and_a_refused_one_dropped_and_counted() {
     let exporter = Exporter::start(Arc::clone(&store), bucket(endpoint), settings(false, 1), clock, log);
     invoke(&store, "a", true);
     invoke(&store, "b", true);
-    let stats = exporter.shutdown(Instant::now() + Duration::from_secs(3)).await;
+    let stats = exporter.shutdown(Instant::now() + Duration::from_secs(3), "spindown").await;
     let (_, got) = read_back(&stored);
     assert_eq!(ids(&got), ["a"]);
     assert_eq!((stats.batches, stats.retries), (1, 1));
@@ -252,7 +273,7 @@ async fn an_unreachable_s3_costs_no_more_than_the_deadline_and_every_loss_is_cou
         invoke(&store, id, true);
     }
     let started = Instant::now();
-    let stats = exporter.shutdown(started + Duration::from_millis(300)).await;
+    let stats = exporter.shutdown(started + Duration::from_millis(300), "spindown").await;
     assert!(started.elapsed() < Duration::from_millis(400), "{:?}", started.elapsed());
     assert_eq!(stats.batches, 0);
     assert_eq!(stats.dropped.invocations, 3);
@@ -268,7 +289,7 @@ async fn records_evicted_before_they_were_written_are_counted() {
     for id in ["a", "b", "c", "d", "e"] {
         invoke(&store, id, false); // never reported: nothing written before SHUTDOWN
     }
-    let stats = exporter.shutdown(Instant::now() + Duration::from_secs(2)).await;
+    let stats = exporter.shutdown(Instant::now() + Duration::from_secs(2), "spindown").await;
     let (_, lines) = read_back(&stored);
     assert_eq!(ids(&lines), ["d", "e"]);
     assert_eq!(stats.evicted, 3);
@@ -294,11 +315,12 @@ async fn a_record_whose_report_never_comes_is_written_incomplete_once_far_behind
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(stored.lock().unwrap().len(), 1, "written and sent before SHUTDOWN");
-    exporter.shutdown(Instant::now() + Duration::from_secs(2)).await;
+    exporter.shutdown(Instant::now() + Duration::from_secs(2), "spindown").await;
     let (_, lines) = read_back(&stored);
-    assert_eq!(lines.len() as u64, MAX_BEHIND + 1);
+    let all = invocations(&lines);
+    assert_eq!(all.len() as u64, MAX_BEHIND + 1);
     assert_eq!(
-        (lines[0]["record"]["awsRequestId"].as_str(), lines[0]["complete"].as_bool()),
+        (all[0]["record"]["awsRequestId"].as_str(), all[0]["complete"].as_bool()),
         (Some("lost"), Some(false))
     );
 }
