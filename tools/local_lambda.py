@@ -48,6 +48,19 @@ MANAGED_INSTANCES_SCRIPT = ROOT / "tests/local/fixtures/rie-managed-instances.sh
 EXTENSION_BINARIES = ".extension-binaries"
 
 
+def build_example(name: str, out: Path) -> Path:
+    """Builds extension_src/examples/<name>.rs (release, locked, in the extension's target dir) and
+    copies it to `out`, executable."""
+    target = ROOT / "extension_src/target"
+    subprocess.run(
+        ["cargo", "build", "--quiet", "--release", "--locked", "--example", name], cwd=ROOT / "extension_src",
+        check=True, env={**os.environ, "CARGO_TARGET_DIR": str(target)},
+    )  # fmt: skip
+    shutil.copyfile(target / "release/examples" / name, out)
+    out.chmod(0o755)
+    return out
+
+
 def wait_until(predicate, timeout: float, interval: float = 0.005):
     """Call predicate until it returns something truthy or timeout passes; return its last value."""
     deadline = time.monotonic() + timeout

@@ -9,11 +9,8 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
-import os
 import re
-import shutil
 import socket
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -23,7 +20,7 @@ from openapi_core.testing import MockRequest, MockResponse
 
 from tests.local.test_api_contract import SPEC
 from tests.shared.history_checks import check_history_grows
-from tools.local_lambda import GO_BOOTSTRAP, ROOT, WRAPPER, LocalLambda, free_port, python_function, wait_until
+from tools.local_lambda import GO_BOOTSTRAP, ROOT, WRAPPER, LocalLambda, build_example, free_port, python_function, wait_until
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CUSTOM_RUNTIME = [str(ROOT / ".venv/bin/python"), str(FIXTURES / "custom_runtime.py")]
@@ -247,15 +244,7 @@ def test_upstream_down_gives_502_and_the_function_still_works(start_lambda):
 @pytest.fixture(scope="module")
 def chainproxy(tmp_path_factory) -> Path:
     """extension_src/examples/chain_proxy.rs: a second extension that is only a Runtime API proxy."""
-    out = tmp_path_factory.mktemp("chainproxy") / "chain-proxy"
-    target = ROOT / "extension_src/target"
-    subprocess.run(
-        ["cargo", "build", "--quiet", "--release", "--locked", "--example", "chain_proxy"], cwd=ROOT / "extension_src",
-        check=True, env={**os.environ, "CARGO_TARGET_DIR": str(target)},
-    )  # fmt: skip
-    shutil.copyfile(target / "release/examples/chain_proxy", out)
-    out.chmod(0o755)
-    return out
+    return build_example("chain_proxy", tmp_path_factory.mktemp("chainproxy") / "chain-proxy")
 
 
 def test_two_proxies_chain(start_lambda, chainproxy):

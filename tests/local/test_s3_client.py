@@ -7,14 +7,13 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import boto3
 import pytest
 
-from tools.local_lambda import ROOT
+from tools.local_lambda import build_example
 from tools.local_s3 import REGION, LocalS3
 
 # The first actions are unauthenticated: the user, its key and policy, and the bucket. After
@@ -26,15 +25,7 @@ KEY = "history/function=fn/date=2026-11-29/hour=19/env1-000001.ndjson.gz"
 
 @pytest.fixture(scope="module")
 def s3_put(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("s3put") / "s3_put"
-    target = ROOT / "extension_src/target"
-    subprocess.run(
-        ["cargo", "build", "--quiet", "--release", "--locked", "--example", "s3_put"], cwd=ROOT / "extension_src",
-        check=True, env={**os.environ, "CARGO_TARGET_DIR": str(target)},
-    )  # fmt: skip
-    shutil.copyfile(target / "release/examples/s3_put", out)
-    out.chmod(0o755)
-    return out
+    return build_example("s3_put", tmp_path_factory.mktemp("s3put") / "s3_put")
 
 
 @pytest.fixture(scope="module")

@@ -4,4 +4,6 @@
 
 pub mod client;
 pub mod credentials;
+#[cfg(test)]
+pub(crate) mod fake;
 pub mod sigv4;

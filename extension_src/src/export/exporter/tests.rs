@@ -3,7 +3,7 @@
 use std::io::Read as _;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::AsyncWriteExt as _;
 use tokio::net::{TcpListener, TcpStream};
 
 use super::*;
@@ -43,34 +43,9 @@ pub(crate) async fn fake_s3_timed(statuses: Vec<u16>) -> (Endpoint, Stored, Stor
 }
 
 async fn serve(mut stream: TcpStream, stored: Stored, stored_at: StoredAt, statuses: Arc<Mutex<std::vec::IntoIter<u16>>>) {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 16384];
-    loop {
-        let Some(head_end) = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4) else {
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-            continue;
-        };
-        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-        let length: usize = head
-            .lines()
-            .find_map(|l| {
-                l.to_ascii_lowercase()
-                    .strip_prefix("content-length:")
-                    .map(|v| v.trim().parse().unwrap())
-            })
-            .unwrap_or(0);
-        while buf.len() < head_end + length {
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        }
+    while let Some(got) = crate::s3::fake::read_request(&mut stream).await {
+        let (head, body) = (got.head, got.body);
         let path = head.split(' ').nth(1).unwrap_or_default().to_owned();
-        let body = buf[head_end..head_end + length].to_vec();
-        buf.drain(..head_end + length);
         let status = statuses.lock().unwrap().next().unwrap_or(200);
         if status == 200 {
             stored.lock().unwrap().push((path, body));

@@ -1,63 +1,17 @@
 #![allow(clippy::unwrap_used)]
 
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::AsyncWriteExt as _;
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use super::*;
 use crate::s3::credentials::Source;
+use crate::s3::fake::{Got, read_request};
 use crate::s3::sigv4::Credentials;
 
 const WAIT: Duration = Duration::from_secs(5);
 // 2026-11-29T19:05:00Z
 const NOW: Timestamp = Timestamp(1_795_979_100_000_000_000);
-
-/// One request as the fake S3 read it.
-struct Got {
-    head: String,
-    body: Vec<u8>,
-}
-
-impl Got {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.head.lines().find_map(|line| {
-            let (n, v) = line.split_once(':')?;
-            n.eq_ignore_ascii_case(name).then(|| v.trim())
-        })
-    }
-}
-
-async fn read_request(stream: &mut TcpStream) -> Option<Got> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        let n = stream.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let length: usize = head
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("content-length:")
-                .map(|v| v.trim().parse().unwrap())
-        })
-        .unwrap_or(0);
-    while buf.len() < head_end + length {
-        let n = stream.read(&mut chunk).await.ok()?;
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    Some(Got {
-        head,
-        body: buf[head_end..head_end + length].to_vec(),
-    })
-}
 
 /// A fake S3 that answers its requests with `answers` in turn and sends each request it read.
 async fn fake_s3(answers: Vec<(u16, &'static str)>) -> (Endpoint, mpsc::UnboundedReceiver<Got>) {
