@@ -81,6 +81,7 @@ pub struct Exporter {
     task: JoinHandle<()>,
     stats: Arc<Mutex<Stats>>,
     requests: mpsc::Sender<Request>,
+    store: Arc<Store>,
 }
 
 /// What the event loop asks of the exporter's task, on on-demand environments.
@@ -101,7 +102,7 @@ impl Exporter {
         let (requests, requested) = mpsc::channel(1);
         let stats = Arc::new(Mutex::new(Stats::default()));
         let work = Work {
-            store,
+            store: Arc::clone(&store),
             bucket,
             settings,
             clock,
@@ -120,6 +121,7 @@ impl Exporter {
             task,
             stats,
             requests,
+            store,
         }
     }
 
@@ -152,9 +154,22 @@ impl Exporter {
     /// `deadline`; returns the counters.
     pub async fn shutdown(self, deadline: Instant, reason: &str) -> Stats {
         let _ = self.stop.send(Some((deadline, reason.to_owned())));
-        // The task bounds its own work by the deadline; a little past it, it is given up.
-        let _ = tokio::time::timeout_at(deadline + Duration::from_millis(50), self.task).await;
-        *self.stats.lock().unwrap_or_else(PoisonError::into_inner)
+        // The task bounds its own work by the deadline; a little past it (an upload begun before
+        // SHUTDOWN still running), it is given up, and what it had not sent is counted as dropped.
+        let mut task = self.task;
+        let finished = tokio::time::timeout_at(deadline + Duration::from_millis(50), &mut task)
+            .await
+            .is_ok();
+        let mut stats = *self.stats.lock().unwrap_or_else(PoisonError::into_inner);
+        if !finished {
+            task.abort();
+            let accounted = stats.invocations + stats.dropped.invocations + stats.evicted;
+            stats.dropped.invocations += self.store.counts().served.saturating_sub(accounted);
+            stats.dropped.batches += stats.queued_batches + 1;
+            stats.queued_batches = 0;
+            stats.queued_bytes = 0;
+        }
+        stats
     }
 }
 

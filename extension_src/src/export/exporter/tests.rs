@@ -299,3 +299,29 @@ async fn a_record_whose_report_never_comes_is_written_incomplete_once_far_behind
         (Some("lost"), Some(false))
     );
 }
+
+#[tokio::test]
+async fn an_upload_hanging_at_shutdown_is_given_up_at_the_deadline_and_its_records_counted() {
+    // An S3 that takes the request and never answers: the upload begun before SHUTDOWN hangs.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = Endpoint::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    let (clock, _) = clock();
+    let store = Arc::new(Store::new(100, Arc::clone(&clock)));
+    let (log, _) = Logger::capture(Level::Error);
+    let exporter = Exporter::start(Arc::clone(&store), bucket(endpoint), settings(true, 1), clock, log);
+    for id in ["a", "b", "c"] {
+        invoke(&store, id, true);
+    }
+    tokio::time::sleep(COLLECT_INTERVAL * 2).await; // the background upload of "a" is under way
+    let started = Instant::now();
+    let stats = exporter.shutdown(started + Duration::from_millis(300), "spindown").await;
+    assert!(started.elapsed() < Duration::from_millis(500), "{:?}", started.elapsed());
+    assert_eq!((stats.batches, stats.invocations), (0, 0));
+    assert_eq!(stats.dropped.invocations, 3, "every record counted: {stats:?}");
+}
