@@ -14,7 +14,6 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, StatusCode};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
@@ -80,10 +79,12 @@ impl Answer {
             .and_then(|h| std::str::from_utf8(h.value).ok())
     }
 
-    /// Every header, as a map (for callers that look at several).
+    /// Every header, as a map (tests compare several).
+    #[cfg(test)]
     #[must_use]
-    pub fn headers(&self) -> HeaderMap {
-        let mut map = HeaderMap::new();
+    pub fn headers(&self) -> hyper::HeaderMap {
+        use hyper::header::{HeaderName, HeaderValue};
+        let mut map = hyper::HeaderMap::new();
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         if let Ok(httparse::Status::Complete((_, found))) = httparse::parse_headers(&self.head, &mut headers) {
             for h in found.iter() {

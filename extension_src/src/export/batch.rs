@@ -7,6 +7,7 @@
 use std::io::Write as _;
 use std::time::Duration;
 
+use bytes::Bytes;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 
@@ -36,7 +37,8 @@ pub struct Batch {
 /// A batch closed for upload: its object's bytes and what they hold.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Sealed {
-    pub body: Vec<u8>,
+    /// Shared with each upload attempt, never copied.
+    pub body: Bytes,
     pub lines: usize,
     pub invocations: usize,
     /// The NDJSON's size before compression.
@@ -109,7 +111,7 @@ impl Batch {
     pub fn seal(self) -> Option<Sealed> {
         let opened = self.opened?;
         // Finishing a gzip stream into a Vec cannot fail.
-        let body = self.gzip.finish().unwrap_or_default();
+        let body = Bytes::from(self.gzip.finish().unwrap_or_default());
         Some(Sealed {
             body,
             lines: self.lines,

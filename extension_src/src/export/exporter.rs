@@ -13,14 +13,13 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::batch::{Batch, Limits};
 use super::key::object_key;
-use super::queue::{Dropped, Pending, Queue};
+use super::queue::{Pending, Queue};
 use crate::history::{Record, Store};
 use crate::local_api::write_record;
 use crate::log::Logger;
@@ -60,20 +59,8 @@ pub struct Settings {
     pub start_line: Vec<u8>,
 }
 
-/// The export's counters, for the summary line.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Stats {
-    pub batches: u64,
-    pub bytes: u64,
-    pub invocations: u64,
-    pub retries: u64,
-    pub dropped: Dropped,
-    /// Records the store evicted before they were written.
-    pub evicted: u64,
-    /// Sealed batches waiting for an upload, and their compressed bytes.
-    pub queued_batches: u64,
-    pub queued_bytes: u64,
-}
+/// The export's counters, for the summary line and `/environment` (which shows them as they are).
+pub type Stats = crate::local_api::ExportCounts;
 
 /// The running exporter.
 pub struct Exporter {
@@ -163,9 +150,10 @@ impl Exporter {
         let mut stats = *self.stats.lock().unwrap_or_else(PoisonError::into_inner);
         if !finished {
             task.abort();
-            let accounted = stats.invocations + stats.dropped.invocations + stats.evicted;
-            stats.dropped.invocations += self.store.counts().served.saturating_sub(accounted);
-            stats.dropped.batches += stats.queued_batches + 1;
+            let accounted = stats.invocations + stats.dropped_invocations + stats.evicted;
+            stats.dropped_invocations += self.store.counts().served.saturating_sub(accounted);
+            // What was queued, and the batch whose upload hung.
+            stats.dropped_batches += stats.queued_batches + 1;
             stats.queued_batches = 0;
             stats.queued_bytes = 0;
         }
@@ -310,7 +298,7 @@ impl Work {
                 &self.settings.environment_id,
                 pending.seq,
             );
-            let body = Bytes::copy_from_slice(&pending.batch.body);
+            let body = pending.batch.body.clone();
             match self.bucket.put_ndjson_gz(&key, body, (self.clock)(), wait).await {
                 Ok(()) => {
                     self.retry_at = None;
@@ -381,7 +369,8 @@ impl Work {
     fn publish(&self) {
         let (dropped, queued_batches, queued_bytes) = (self.queue.dropped(), self.queue.len() as u64, self.queue.bytes() as u64);
         let mut stats = self.stats();
-        stats.dropped = dropped;
+        stats.dropped_batches = dropped.batches;
+        stats.dropped_invocations = dropped.invocations;
         stats.queued_batches = queued_batches;
         stats.queued_bytes = queued_bytes;
     }

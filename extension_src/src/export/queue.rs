@@ -134,7 +134,7 @@ mod tests {
     fn pending(seq: u64, bytes: usize, invocations: usize) -> Pending {
         Pending {
             batch: Sealed {
-                body: vec![0; bytes],
+                body: vec![0; bytes].into(),
                 lines: invocations,
                 invocations,
                 raw_bytes: bytes * 5,

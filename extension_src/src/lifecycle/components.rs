@@ -21,7 +21,7 @@ use crate::export::batch::Limits;
 use crate::export::exporter::{self, Exporter};
 use crate::extensions_api::{Client, Registration};
 use crate::history::{Counts, Store};
-use crate::local_api::{self, Environment, ExportCounts, Features, LocalApi};
+use crate::local_api::{self, Environment, Features, LocalApi};
 use crate::log::{Logger, Value};
 use crate::metrics::{self, Dimensions, Durations, Emitter};
 use crate::runtime_proxy::{self, RuntimeProxy};
@@ -394,21 +394,7 @@ impl Components {
         let bucket = Bucket::new(endpoint, &region, bucket_name, Provider::new(source));
         let exporter = Exporter::start(Arc::clone(store), bucket, settings, Arc::clone(&o.clock), o.log.clone());
         if let Some(api) = &self.local_api {
-            let read = exporter.stats_reader();
-            api.set_export_counts(Arc::new(move || {
-                let st = read();
-                ExportCounts {
-                    batches: st.batches,
-                    bytes: st.bytes,
-                    invocations: st.invocations,
-                    retries: st.retries,
-                    queued_batches: st.queued_batches,
-                    queued_bytes: st.queued_bytes,
-                    dropped_batches: st.dropped.batches,
-                    dropped_invocations: st.dropped.invocations,
-                    evicted: st.evicted,
-                }
-            }));
+            api.set_export_counts(Arc::new(exporter.stats_reader()));
         }
         self.exporter = Some(exporter);
         self.env.features.s3_export = true;
@@ -562,8 +548,8 @@ impl Summary {
                 ("exportBytes", st.bytes.into()),
                 ("exportInvocations", st.invocations.into()),
                 ("exportRetries", st.retries.into()),
-                ("exportDroppedBatches", st.dropped.batches.into()),
-                ("exportDroppedInvocations", st.dropped.invocations.into()),
+                ("exportDroppedBatches", st.dropped_batches.into()),
+                ("exportDroppedInvocations", st.dropped_invocations.into()),
                 ("exportEvicted", st.evicted.into()),
             ]);
         }

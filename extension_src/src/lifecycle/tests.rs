@@ -293,21 +293,24 @@ async fn an_export_that_cannot_run_says_why_in_one_line_and_the_function_is_serv
     }
 }
 
+/// An export to `endpoint` that can run (region, credentials, bucket), and `more`.
+fn export_vars<'a>(endpoint: &'a str, more: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut vars = vec![
+        ("AWS_REGION", "eu-west-1"),
+        ("AWS_ACCESS_KEY_ID", "a"),
+        ("AWS_SECRET_ACCESS_KEY", "s"),
+        ("INVOCATION_HISTORY_EXTENSION_EXPORT_S3_BUCKET", "my-bucket"),
+        ("INVOCATION_HISTORY_EXTENSION_EXPORT_S3_ENDPOINT", endpoint),
+    ];
+    vars.extend_from_slice(more);
+    vars
+}
+
 #[tokio::test]
 async fn an_unreachable_export_endpoint_costs_the_shutdown_budget_and_counts_what_it_drops() {
     let dead = free_port();
     let fake = FakeLambda::start(&[&invoke("a"), &invoke("b"), SHUTDOWN]).await;
-    let endpoint = format!("http://127.0.0.1:{dead}");
-    let run = options(
-        &fake,
-        &[
-            ("AWS_REGION", "eu-west-1"),
-            ("AWS_ACCESS_KEY_ID", "a"),
-            ("AWS_SECRET_ACCESS_KEY", "s"),
-            ("INVOCATION_HISTORY_EXTENSION_EXPORT_S3_BUCKET", "my-bucket"),
-            ("INVOCATION_HISTORY_EXTENSION_EXPORT_S3_ENDPOINT", &endpoint),
-        ],
-    );
+    let run = options(&fake, &export_vars(&format!("http://127.0.0.1:{dead}"), &[]));
     let started = std::time::Instant::now();
     assert_eq!(super::run(run.options, never()).await, 0);
     assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
@@ -329,14 +332,7 @@ async fn on_demand_a_due_batch_goes_out_after_the_invocation_answered_and_before
     let endpoint = format!("http://{}", endpoint.address);
     let run = options(
         &fake,
-        &[
-            ("AWS_REGION", "eu-west-1"),
-            ("AWS_ACCESS_KEY_ID", "a"),
-            ("AWS_SECRET_ACCESS_KEY", "s"),
-            ("INVOCATION_HISTORY_EXTENSION_EXPORT_S3_BUCKET", "my-bucket"),
-            ("INVOCATION_HISTORY_EXTENSION_EXPORT_S3_ENDPOINT", &endpoint),
-            ("INVOCATION_HISTORY_EXTENSION_EXPORT_MAX_INVOCATIONS", "1"),
-        ],
+        &export_vars(&endpoint, &[("INVOCATION_HISTORY_EXTENSION_EXPORT_MAX_INVOCATIONS", "1")]),
     );
     assert_eq!(super::run(run.options, never()).await, 0);
     // "a"'s batch was uploaded in the window after INVOKE a, before the loop asked for "b";
