@@ -29,6 +29,7 @@ pub const ENV_EXPORT_S3_ENDPOINT: &str = "INVOCATION_HISTORY_EXTENSION_EXPORT_S3
 pub const ENV_EXPORT_MAX_INVOCATIONS: &str = "INVOCATION_HISTORY_EXTENSION_EXPORT_MAX_INVOCATIONS";
 pub const ENV_EXPORT_MAX_BYTES: &str = "INVOCATION_HISTORY_EXTENSION_EXPORT_MAX_BYTES";
 pub const ENV_EXPORT_MAX_AGE_MS: &str = "INVOCATION_HISTORY_EXTENSION_EXPORT_MAX_AGE_MS";
+pub const ENV_EXPORT_LOGS: &str = "INVOCATION_HISTORY_EXTENSION_EXPORT_LOGS";
 /// Lambda's advanced-logging level; applies when `ENV_LOG_LEVEL` is unset.
 pub const ENV_LAMBDA_LOG_LEVEL: &str = "AWS_LAMBDA_LOG_LEVEL";
 /// Set by Lambda: host:port of the Runtime and Extensions APIs.
@@ -90,6 +91,64 @@ pub const EXPORT_MAX_INVOCATIONS: (usize, usize, usize) = (1, 100_000, 1000);
 pub const EXPORT_MAX_BYTES: (usize, usize, usize) = (1 << 10, 64 << 20, 4 << 20);
 pub const EXPORT_MAX_AGE_MS: (u64, u64, u64) = (1000, 3_600_000, 60_000);
 const MAX_PREFIX_BYTES: usize = 512;
+/// The log streams exported by default: what the function and the extensions wrote. The platform
+/// stream's events are already in each record (status, durations, memory); it is there to ask for.
+pub const DEFAULT_EXPORT_LOGS: LogStreams = LogStreams {
+    platform: false,
+    function: true,
+    extension: true,
+};
+
+/// Which Telemetry API streams ride along with the exported records.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LogStreams {
+    pub platform: bool,
+    pub function: bool,
+    pub extension: bool,
+}
+
+impl LogStreams {
+    /// `none`, or a comma-separated list of `platform`, `function`, `extension` (any case).
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let value = value.trim();
+        if value.eq_ignore_ascii_case("none") {
+            return Ok(Self::default());
+        }
+        let mut streams = Self::default();
+        for name in value.split(',').map(str::trim) {
+            match name.to_ascii_lowercase().as_str() {
+                "platform" => streams.platform = true,
+                "function" => streams.function = true,
+                "extension" => streams.extension = true,
+                _ => {
+                    return Err(format!(
+                        "{name:?} is not a log stream: want none, or a list of platform, function, extension"
+                    ));
+                }
+            }
+        }
+        Ok(streams)
+    }
+
+    #[must_use]
+    pub fn any(self) -> bool {
+        self.platform || self.function || self.extension
+    }
+
+    /// As `parse` reads it: `none` or the list.
+    #[must_use]
+    pub fn names(self) -> String {
+        let names: Vec<&str> = [
+            (self.platform, "platform"),
+            (self.function, "function"),
+            (self.extension, "extension"),
+        ]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect();
+        if names.is_empty() { "none".to_owned() } else { names.join(",") }
+    }
+}
 
 /// The S3 export; off unless a bucket is named.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,6 +160,7 @@ pub struct Export {
     pub max_invocations: usize,
     pub max_bytes: usize,
     pub max_age: Duration,
+    pub logs: LogStreams,
 }
 
 /// The validated configuration.
@@ -338,6 +398,12 @@ impl<F: Fn(&str) -> Option<String>> Reader<'_, F> {
             ),
             max_bytes: self.int_in(ENV_EXPORT_MAX_BYTES, EXPORT_MAX_BYTES.0, EXPORT_MAX_BYTES.1, EXPORT_MAX_BYTES.2),
             max_age: Duration::from_millis(self.int_in(ENV_EXPORT_MAX_AGE_MS, lo, hi, default)),
+            logs: self.lookup(ENV_EXPORT_LOGS).map_or(DEFAULT_EXPORT_LOGS, |v| {
+                LogStreams::parse(&v).unwrap_or_else(|reason| {
+                    self.warn_value(ENV_EXPORT_LOGS, v, reason, DEFAULT_EXPORT_LOGS.names());
+                    DEFAULT_EXPORT_LOGS
+                })
+            }),
         }
     }
 

@@ -1,5 +1,6 @@
 //! A small HTTP/1.1 client for Lambda's local APIs (Extensions API, Telemetry API): plain HTTP on a
-//! `host:port` the platform gives, answers read into memory up to a bound.
+//! `host:port` the platform gives, answers read into memory up to a bound. The export's S3 client
+//! uses it too, over TLS (`with_tls`).
 //!
 //! A `Connection` is kept open across requests (the event loop's `/event/next` long poll is one
 //! request per invocation: a new TCP connection each time would cost on every invoke) and is
@@ -15,8 +16,17 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::{Method, StatusCode};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadBuf};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+use crate::tls::Tls;
 
 /// The longest answer head (status line and headers) accepted.
 const MAX_HEAD_BYTES: usize = 16 << 10;
@@ -100,7 +110,10 @@ impl Answer {
 /// A connection to `host:port`, opened on first use and re-opened when the peer closed it.
 pub struct Connection {
     address: String,
-    stream: Option<TcpStream>,
+    /// The `Host` header: the address, or the name the server is known by.
+    host: String,
+    tls: Option<(TlsConnector, ServerName<'static>)>,
+    stream: Option<Stream>,
     /// The request being written, kept between requests.
     request: Vec<u8>,
     /// What was read of the answer, kept between requests.
@@ -120,10 +133,30 @@ impl Connection {
     pub fn new(address: &str) -> Self {
         Self {
             address: address.to_owned(),
+            host: address.to_owned(),
+            tls: None,
             stream: None,
             request: Vec::new(),
             read: Vec::new(),
         }
+    }
+
+    /// A connection to `address` over TLS, the server's certificate checked for `server` (a DNS
+    /// name or an IP address).
+    pub fn with_tls(address: &str, server: &str, tls: &Tls) -> Result<Self, String> {
+        let name = ServerName::try_from(server.trim_start_matches('[').trim_end_matches(']').to_owned())
+            .map_err(|e| format!("{server:?} is not a name TLS can check: {e}"))?;
+        Ok(Self {
+            tls: Some((TlsConnector::from(std::sync::Arc::clone(&tls.config)), name)),
+            ..Self::new(address)
+        })
+    }
+
+    /// Sends `host` as the `Host` header instead of the address connected to.
+    #[must_use]
+    pub fn host_header(mut self, host: &str) -> Self {
+        host.clone_into(&mut self.host);
+        self
     }
 
     /// Sends one request with `headers` and `body` and reads the answer, at most `max_body`
@@ -156,7 +189,7 @@ impl Connection {
         }
         let r = &mut self.request;
         r.clear();
-        for part in [method.as_str(), " ", path, " HTTP/1.1\r\nHost: ", &self.address, "\r\n"] {
+        for part in [method.as_str(), " ", path, " HTTP/1.1\r\nHost: ", &self.host, "\r\n"] {
             r.extend_from_slice(part.as_bytes());
         }
         for (name, value) in headers {
@@ -194,16 +227,23 @@ impl Connection {
         Ok(answer)
     }
 
-    async fn connect(&self) -> Result<TcpStream, Error> {
+    async fn connect(&self) -> Result<Stream, Error> {
         let stream = TcpStream::connect(&self.address).await.map_err(Error::Connect)?;
         let _ = stream.set_nodelay(true);
-        Ok(stream)
+        match &self.tls {
+            None => Ok(Stream::Plain(stream)),
+            Some((connector, name)) => {
+                let tls = connector.connect(name.clone(), stream).await.map_err(Error::Connect)?;
+                Ok(Stream::Tls(Box::new(tls)))
+            }
+        }
     }
 
     /// Writes the encoded request and reads its answer; `true` beside it when the connection can
     /// be kept.
-    async fn round_trip(&mut self, stream: &mut TcpStream, head_only: bool, max_body: usize) -> Result<(Answer, bool), Error> {
+    async fn round_trip(&mut self, stream: &mut Stream, head_only: bool, max_body: usize) -> Result<(Answer, bool), Error> {
         stream.write_all(&self.request).await.map_err(Error::Io)?;
+        stream.flush().await.map_err(Error::Io)?;
         let read = &mut self.read;
         read.clear();
         // The head; interim 1xx answers are skipped.
@@ -297,7 +337,7 @@ fn framing(response: &httparse::Response<'_, '_>, no_body: bool) -> Result<(Fram
 
 /// Decodes the chunked body that starts at `start` of `read`, in place: returns where the decoded
 /// body ends and where the answer ended in what was read.
-async fn dechunk(stream: &mut TcpStream, read: &mut Vec<u8>, start: usize, max_body: usize) -> Result<(usize, usize), Error> {
+async fn dechunk(stream: &mut Stream, read: &mut Vec<u8>, start: usize, max_body: usize) -> Result<(usize, usize), Error> {
     let mut end = start; // the decoded body is read[start..end]
     let mut at = start; // the next chunk-size line
     loop {
@@ -337,22 +377,60 @@ async fn dechunk(stream: &mut TcpStream, read: &mut Vec<u8>, start: usize, max_b
 }
 
 /// Reads what the socket has into `read`'s spare room; the count, 0 at the end of the stream.
-async fn fill(stream: &mut TcpStream, read: &mut Vec<u8>) -> Result<usize, Error> {
+async fn fill(stream: &mut Stream, read: &mut Vec<u8>) -> Result<usize, Error> {
     read.reserve(READ_CHUNK);
     stream.read_buf(read).await.map_err(Error::Io)
 }
 
 /// As `fill`, the end of the stream an error: the answer is not complete.
-async fn fill_or_eof(stream: &mut TcpStream, read: &mut Vec<u8>) -> Result<(), Error> {
+async fn fill_or_eof(stream: &mut Stream, read: &mut Vec<u8>) -> Result<(), Error> {
     match fill(stream, read).await? {
         0 => Err(Error::Io(std::io::ErrorKind::UnexpectedEof.into())),
         _ => Ok(()),
     }
 }
 
+/// A connection as read and written: plain TCP (Lambda's local APIs, on every invoke) or TLS (S3).
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_flush(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
 /// The peer closed a kept connection before answering.
-fn is_closed(e: &std::io::Error) -> bool {
-    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+fn is_closed(e: &io::Error) -> bool {
+    use io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
     matches!(e.kind(), UnexpectedEof | ConnectionReset | BrokenPipe | ConnectionAborted)
 }
 

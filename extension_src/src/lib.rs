@@ -17,3 +17,4 @@ pub mod s3;
 pub mod serve;
 pub mod telemetry;
 pub mod time;
+pub mod tls;

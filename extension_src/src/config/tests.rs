@@ -56,6 +56,7 @@ fn default_export() -> Export {
         max_invocations: 1000,
         max_bytes: 4 << 20,
         max_age: Duration::from_secs(60),
+        logs: DEFAULT_EXPORT_LOGS,
     }
 }
 
@@ -68,6 +69,7 @@ fn export_settings() {
         (ENV_EXPORT_MAX_INVOCATIONS, "100"),
         (ENV_EXPORT_MAX_BYTES, "65536"),
         (ENV_EXPORT_MAX_AGE_MS, "5000"),
+        (ENV_EXPORT_LOGS, " Platform, function "),
     ]);
     assert_eq!(warnings, []);
     assert_eq!(
@@ -79,6 +81,11 @@ fn export_settings() {
             max_invocations: 100,
             max_bytes: 65536,
             max_age: Duration::from_secs(5),
+            logs: LogStreams {
+                platform: true,
+                function: true,
+                extension: false,
+            },
         }
     );
     for bad in ["ab", "My-Bucket", "bucket_name", "-bucket", "bucket-", "a..b", &"b".repeat(64)] {
@@ -97,6 +104,8 @@ fn export_settings() {
         (ENV_EXPORT_MAX_BYTES, "1023"),
         (ENV_EXPORT_MAX_AGE_MS, "999"),
         (ENV_EXPORT_MAX_AGE_MS, "x"),
+        (ENV_EXPORT_LOGS, "function,stdout"),
+        (ENV_EXPORT_LOGS, "function,,extension"),
     ] {
         let (cfg, warnings) = load(&[(ENV_EXPORT_S3_BUCKET, "bucket"), (variable, bad)]);
         assert_eq!(
@@ -113,6 +122,18 @@ fn export_settings() {
             "{variable}={bad}"
         );
     }
+}
+
+#[test]
+fn export_log_streams_read_back_as_written() {
+    assert_eq!(DEFAULT_EXPORT_LOGS.names(), "function,extension");
+    assert_eq!(LogStreams::parse("NONE").unwrap(), LogStreams::default());
+    assert!(!LogStreams::parse("none").unwrap().any());
+    let all = LogStreams::parse("extension,platform,function").unwrap();
+    assert_eq!(all.names(), "platform,function,extension");
+    assert_eq!(LogStreams::parse(&all.names()).unwrap(), all);
+    let err = LogStreams::parse("function,stdout").unwrap_err();
+    assert!(err.contains("\"stdout\"") && err.contains("platform, function, extension"), "{err}");
 }
 
 #[test]

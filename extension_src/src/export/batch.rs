@@ -29,6 +29,7 @@ pub struct Batch {
     gzip: GzEncoder<Vec<u8>>,
     lines: usize,
     invocations: usize,
+    log_events: usize,
     raw_bytes: usize,
     /// When the first line went in (the batch is empty before).
     opened: Option<Timestamp>,
@@ -41,6 +42,8 @@ pub struct Sealed {
     pub body: Bytes,
     pub lines: usize,
     pub invocations: usize,
+    /// Log events in its lines (so a batch dropped counts the logs it held).
+    pub log_events: usize,
     /// The NDJSON's size before compression.
     pub raw_bytes: usize,
     pub opened: Timestamp,
@@ -63,6 +66,7 @@ impl Batch {
             gzip: GzEncoder::new(Vec::new(), Compression::new(LEVEL)),
             lines: 0,
             invocations: 0,
+            log_events: 0,
             raw_bytes: 0,
             opened: None,
         }
@@ -79,6 +83,11 @@ impl Batch {
         self.invocations += usize::from(invocation);
         self.raw_bytes += json.len() + 1;
         self.opened.get_or_insert(now);
+    }
+
+    /// Counts `n` log events in the lines pushed.
+    pub fn count_log_events(&mut self, n: usize) {
+        self.log_events += n;
     }
 
     #[must_use]
@@ -116,6 +125,7 @@ impl Batch {
             body,
             lines: self.lines,
             invocations: self.invocations,
+            log_events: self.log_events,
             raw_bytes: self.raw_bytes,
             opened,
         })

@@ -9,7 +9,7 @@
 //! At SHUTDOWN everything left is written (records not yet finished marked `"complete":false`)
 //! and sent by the deadline; what cannot be sent is counted.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -19,12 +19,13 @@ use tokio::time::Instant;
 
 use super::batch::{Batch, Limits};
 use super::key::object_key;
+use super::logs::{LogBuffer, LogEvent};
 use super::queue::{Pending, Queue};
-use crate::history::{Record, Store};
+use crate::history::{Record, RequestId, Store};
 use crate::local_api::write_record;
 use crate::log::Logger;
 use crate::s3::client::Bucket;
-use crate::time::Clock;
+use crate::time::{Clock, Timestamp};
 
 /// How often the exporter looks for finished records.
 const COLLECT_INTERVAL: Duration = Duration::from_millis(200);
@@ -55,6 +56,9 @@ pub struct Settings {
     /// Telemetry is subscribed: a record is finished when its report is in. Without it, a record
     /// is finished once a newer one exists (on-demand environments run one at a time).
     pub telemetry: bool,
+    /// The log events that ride along (`_EXPORT_LOGS`, telemetry on): each invocation's line
+    /// carries those of its request id (`"logs":[…]`); others are lines of their own.
+    pub logs: Option<Arc<LogBuffer>>,
     /// The environment's first line (`"type":"environment","event":"start"`), one JSON object.
     pub start_line: Vec<u8>,
 }
@@ -69,6 +73,7 @@ pub struct Exporter {
     stats: Arc<Mutex<Stats>>,
     requests: mpsc::Sender<Request>,
     store: Arc<Store>,
+    logs: Option<Arc<LogBuffer>>,
 }
 
 /// What the event loop asks of the exporter's task, on on-demand environments.
@@ -88,6 +93,7 @@ impl Exporter {
         let (stop, stopped) = watch::channel(None);
         let (requests, requested) = mpsc::channel(1);
         let stats = Arc::new(Mutex::new(Stats::default()));
+        let logs = settings.logs.clone();
         let work = Work {
             store: Arc::clone(&store),
             bucket,
@@ -101,6 +107,7 @@ impl Exporter {
             queue: Queue::new(QUEUE_BYTES),
             seq: 0,
             retry_at: None,
+            unsent_log_events: 0,
         };
         let task = tokio::spawn(work.run(stopped, requested));
         Self {
@@ -109,6 +116,7 @@ impl Exporter {
             stats,
             requests,
             store,
+            logs,
         }
     }
 
@@ -134,7 +142,12 @@ impl Exporter {
     /// The counters as they are now (for `/environment`).
     pub fn stats_reader(&self) -> impl Fn() -> Stats + Send + Sync + 'static {
         let stats = Arc::clone(&self.stats);
-        move || *stats.lock().unwrap_or_else(PoisonError::into_inner)
+        let logs = self.logs.clone();
+        move || {
+            let mut stats = *stats.lock().unwrap_or_else(PoisonError::into_inner);
+            stats.dropped_log_events += logs.as_ref().map_or(0, |l| l.dropped());
+            stats
+        }
     }
 
     /// Writes what is left and the environment's last line (with `reason`), sends it all by
@@ -148,10 +161,16 @@ impl Exporter {
             .await
             .is_ok();
         let mut stats = *self.stats.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(logs) = &self.logs {
+            stats.dropped_log_events += logs.dropped();
+        }
         if !finished {
             task.abort();
             let accounted = stats.invocations + stats.dropped_invocations + stats.evicted;
             stats.dropped_invocations += self.store.counts().served.saturating_sub(accounted);
+            // Log events in batches not sent, and those still waiting for their invocation.
+            let waiting = self.logs.as_ref().map_or(0, |l| l.take_all().len() as u64);
+            stats.dropped_log_events += stats.unsent_log_events + waiting;
             // What was queued, and the batch whose upload hung.
             stats.dropped_batches += stats.queued_batches + 1;
             stats.queued_batches = 0;
@@ -178,6 +197,8 @@ struct Work {
     seq: u64,
     /// No upload before this instant (a retry's backoff).
     retry_at: Option<Instant>,
+    /// Log events in the batch being filled, the queue and an upload under way.
+    unsent_log_events: u64,
 }
 
 impl Work {
@@ -226,7 +247,8 @@ impl Work {
         self.publish();
     }
 
-    /// Writes the finished records after the cursor into the batch (`all`: every record).
+    /// Writes the finished records after the cursor into the batch (`all`: every record), each
+    /// with its log events, then the log events no record waiting can claim.
     fn collect(&mut self, all: bool) {
         let counts = self.store.counts();
         let first = counts.served - counts.retained + 1;
@@ -239,23 +261,58 @@ impl Work {
         }
         let now = (self.clock)();
         let (telemetry, newest) = (self.settings.telemetry, counts.served);
-        let mut lines: Vec<(u64, Vec<u8>)> = Vec::new();
+        let mut finished: Vec<Finished> = Vec::new();
+        let mut waiting = Waiting::default();
         self.store.visit(self.cursor, counts.served, usize::MAX, |record| {
+            waiting.starts.insert(record.sequence, record.invocated_at);
             if self.written.contains(&record.sequence) {
                 return;
             }
-            let finished = if telemetry { record.reported } else { record.sequence < newest };
+            let complete = if telemetry { record.reported } else { record.sequence < newest };
             let given_up = now.0.saturating_sub(record.invocated_at.0) > GIVE_UP_AFTER_NS || record.sequence + MAX_BEHIND <= newest;
-            if finished || given_up || all {
-                lines.push((record.sequence, invocation_line(record, finished)));
+            if complete || given_up || all {
+                finished.push(Finished {
+                    sequence: record.sequence,
+                    request_id: record.request_id.clone(),
+                    started: record.invocated_at,
+                    line: invocation_line(record, complete),
+                });
+            } else {
+                waiting.ids.insert(record.request_id.clone());
+                waiting.oldest_start = Some(waiting.oldest_start.map_or(record.invocated_at, |t| t.min(record.invocated_at)));
             }
         });
-        for (sequence, line) in lines {
+        let mut logs = self
+            .settings
+            .logs
+            .as_ref()
+            .map(|buffer| Claims::new(buffer.take_all(), !self.settings.background));
+        for mut record in finished {
+            if let Some(logs) = &mut logs {
+                // On-demand, a line that names no request id belongs to the invocation in whose
+                // span it came: from its start to the next invocation's.
+                let until = waiting.starts.get(&(record.sequence + 1)).copied().unwrap_or(Timestamp(i64::MAX));
+                let claimed = logs.claim(&record.request_id, record.started, until, &mut record.line);
+                self.batch.count_log_events(claimed);
+                self.unsent_log_events += claimed as u64;
+            } else {
+                record.line.push(b'}');
+            }
             // A full batch is sealed before the next line, so no object holds more invocations
             // than the limits allow; the environment's last line still rides in the last one.
             self.seal_if_due();
-            self.batch.push(&line, true, now);
-            self.written.insert(sequence);
+            self.batch.push(&record.line, true, now);
+            self.written.insert(record.sequence);
+        }
+        if let (Some(mut logs), Some(buffer)) = (logs, &self.settings.logs) {
+            let (keep, lines) = logs.release(&waiting, all);
+            buffer.put_back(keep);
+            for line in lines {
+                self.seal_if_due();
+                self.batch.push(&line, false, now);
+                self.batch.count_log_events(1);
+                self.unsent_log_events += 1;
+            }
         }
         while self.written.remove(&(self.cursor + 1)) {
             self.cursor += 1;
@@ -306,6 +363,9 @@ impl Work {
                     stats.batches += 1;
                     stats.bytes += pending.batch.body.len() as u64;
                     stats.invocations += pending.batch.invocations as u64;
+                    stats.log_events += pending.batch.log_events as u64;
+                    drop(stats);
+                    self.unsent_log_events = self.unsent_log_events.saturating_sub(pending.batch.log_events as u64);
                 }
                 Err(e) => {
                     pending.attempts += 1;
@@ -366,17 +426,119 @@ impl Work {
         self.stats.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn publish(&self) {
+    fn publish(&mut self) {
         let (dropped, queued_batches, queued_bytes) = (self.queue.dropped(), self.queue.len() as u64, self.queue.bytes() as u64);
+        // What the queue dropped is no longer waiting to be sent.
+        let newly_dropped = dropped.log_events.saturating_sub(self.stats().dropped_log_events);
+        self.unsent_log_events = self.unsent_log_events.saturating_sub(newly_dropped);
+        let unsent = self.unsent_log_events;
         let mut stats = self.stats();
         stats.dropped_batches = dropped.batches;
         stats.dropped_invocations = dropped.invocations;
+        stats.dropped_log_events = dropped.log_events;
+        stats.unsent_log_events = unsent;
         stats.queued_batches = queued_batches;
         stats.queued_bytes = queued_bytes;
     }
 }
 
-/// `{"type":"invocation","complete":…,"record":{…as the local API shows it…}}`.
+/// A record ready to be written.
+struct Finished {
+    sequence: u64,
+    request_id: RequestId,
+    started: Timestamp,
+    /// Its line, open: `"logs"` may follow before the closing brace.
+    line: Vec<u8>,
+}
+
+/// The records not finished yet, and when every record visited started.
+#[derive(Default)]
+struct Waiting {
+    ids: HashSet<RequestId>,
+    oldest_start: Option<Timestamp>,
+    starts: HashMap<u64, Timestamp>,
+}
+
+/// The log events taken from the buffer for one collect: claimed by the records written, the rest
+/// released as lines of their own or kept for records still waiting.
+struct Claims {
+    events: Vec<Option<LogEvent>>,
+    /// Events by the request id they name.
+    by_id: HashMap<RequestId, Vec<usize>>,
+    /// Events that name none, in arrival order.
+    anonymous: Vec<usize>,
+    /// Anonymous events can be attributed by time: one invocation at a time runs.
+    by_time: bool,
+}
+
+impl Claims {
+    fn new(events: Vec<LogEvent>, by_time: bool) -> Self {
+        let mut by_id: HashMap<RequestId, Vec<usize>> = HashMap::new();
+        let mut anonymous = Vec::new();
+        for (i, event) in events.iter().enumerate() {
+            match &event.request_id {
+                Some(id) => by_id.entry(id.clone()).or_default().push(i),
+                None => anonymous.push(i),
+            }
+        }
+        Self {
+            events: events.into_iter().map(Some).collect(),
+            by_id,
+            anonymous,
+            by_time,
+        }
+    }
+
+    /// Appends `,"logs":[…]}` to the open `line`: the events naming `id`, and on-demand the
+    /// anonymous ones that came in `[from, until)`. Returns how many.
+    fn claim(&mut self, id: &RequestId, from: Timestamp, until: Timestamp, line: &mut Vec<u8>) -> usize {
+        let mut mine: Vec<usize> = self.by_id.remove(id).unwrap_or_default();
+        if self.by_time {
+            let events = &self.events;
+            let in_span = |&i: &usize| {
+                events[i]
+                    .as_ref()
+                    .is_some_and(|e| e.time.0 != 0 && from <= e.time && e.time < until)
+            };
+            mine.extend(self.anonymous.iter().copied().filter(in_span));
+            mine.sort_unstable();
+        }
+        line.extend_from_slice(b",\"logs\":[");
+        let mut claimed = 0;
+        for i in mine {
+            if let Some(event) = self.events[i].take() {
+                if claimed > 0 {
+                    line.push(b',');
+                }
+                line.extend_from_slice(&event.json);
+                claimed += 1;
+            }
+        }
+        line.extend_from_slice(b"]}");
+        claimed
+    }
+
+    /// The events to keep for records still waiting, and the lines of those no waiting record
+    /// can claim (`all`: none is kept).
+    fn release(&mut self, waiting: &Waiting, all: bool) -> (Vec<LogEvent>, Vec<Vec<u8>>) {
+        let (mut keep, mut lines) = (Vec::new(), Vec::new());
+        for event in self.events.drain(..).flatten() {
+            let claimable = !all
+                && match &event.request_id {
+                    Some(id) => waiting.ids.contains(id),
+                    None => self.by_time && event.time.0 != 0 && waiting.oldest_start.is_some_and(|t| event.time >= t),
+                };
+            if claimable {
+                keep.push(event);
+            } else {
+                lines.push(log_line(&event));
+            }
+        }
+        (keep, lines)
+    }
+}
+
+/// `{"type":"invocation","complete":…,"record":{…as the local API shows it…}`, left open.
 fn invocation_line(record: &Record, complete: bool) -> Vec<u8> {
     let mut line = Vec::with_capacity(512);
     line.extend_from_slice(if complete {
@@ -385,6 +547,22 @@ fn invocation_line(record: &Record, complete: bool) -> Vec<u8> {
         b"{\"type\":\"invocation\",\"complete\":false,\"record\":"
     });
     write_record(&mut line, record);
+    line
+}
+
+/// `{"type":"log","requestId":"…"|null,"event":{…as Lambda sent it…}}`: an event no invocation's
+/// line carries (it names none written here, came outside any invocation, or came late).
+fn log_line(event: &LogEvent) -> Vec<u8> {
+    let mut line = Vec::with_capacity(event.json.len() + 96);
+    line.extend_from_slice(b"{\"type\":\"log\",\"requestId\":");
+    match &event.request_id {
+        Some(id) => {
+            let _ = serde_json::to_writer(&mut line, &id.to_string());
+        }
+        None => line.extend_from_slice(b"null"),
+    }
+    line.extend_from_slice(b",\"event\":");
+    line.extend_from_slice(&event.json);
     line.push(b'}');
     line
 }

@@ -5,4 +5,5 @@
 pub mod batch;
 pub mod exporter;
 pub mod key;
+pub mod logs;
 pub mod queue;

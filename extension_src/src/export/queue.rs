@@ -20,6 +20,7 @@ pub struct Pending {
 pub struct Dropped {
     pub batches: u64,
     pub invocations: u64,
+    pub log_events: u64,
     pub bytes: u64,
 }
 
@@ -120,6 +121,7 @@ impl Queue {
     fn count_dropped(&mut self, pending: &Pending) {
         self.dropped.batches += 1;
         self.dropped.invocations += pending.batch.invocations as u64;
+        self.dropped.log_events += pending.batch.log_events as u64;
         self.dropped.bytes += pending.batch.body.len() as u64;
     }
 }
@@ -137,6 +139,7 @@ mod tests {
                 body: vec![0; bytes].into(),
                 lines: invocations,
                 invocations,
+                log_events: invocations * 2,
                 raw_bytes: bytes * 5,
                 opened: Timestamp(1),
             },
@@ -176,6 +179,7 @@ mod tests {
             Dropped {
                 batches: 1,
                 invocations: 2,
+                log_events: 4,
                 bytes: 40
             }
         );
@@ -222,6 +226,7 @@ mod tests {
             Dropped {
                 batches: 2,
                 invocations: 5,
+                log_events: 10,
                 bytes: 20
             }
         );

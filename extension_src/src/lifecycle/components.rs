@@ -19,6 +19,7 @@ use crate::config::{
 };
 use crate::export::batch::Limits;
 use crate::export::exporter::{self, Exporter};
+use crate::export::logs::LogBuffer;
 use crate::extensions_api::{Client, Registration};
 use crate::history::{Counts, Store};
 use crate::local_api::{self, Environment, Features, LocalApi};
@@ -28,6 +29,7 @@ use crate::runtime_proxy::{self, RuntimeProxy};
 use crate::s3::client::{Bucket, Endpoint};
 use crate::s3::credentials::{Provider, Source};
 use crate::telemetry::{self, Applier, Buffering, Subscription, TelemetryListener};
+use crate::tls::Tls;
 
 /// Bounds the one subscription PUT: a local call that answers in microseconds; the bound only
 /// matters when something is wrong, and then init goes on.
@@ -46,9 +48,18 @@ pub struct Components {
     /// Telemetry is on in the configuration: the summary line then always carries its counters.
     telemetry_configured: bool,
     metrics: Option<MetricsPart>,
+    /// The export's checks passed, before telemetry is subscribed (its log streams are part of
+    /// the subscription); started once telemetry's state is known.
+    export_ready: Option<ExportReady>,
     exporter: Option<Exporter>,
     /// Woken after every telemetry batch (telemetry subscribed only).
     telemetry_applied: Option<Arc<Notify>>,
+}
+
+/// An export that can run: its bucket, and the buffer of the log streams it ships.
+struct ExportReady {
+    bucket: Bucket,
+    logs: Option<Arc<LogBuffer>>,
 }
 
 struct MetricsPart {
@@ -155,6 +166,7 @@ impl Components {
             durations_ready: None,
             telemetry_configured: o.config.telemetry.enabled,
             metrics: None,
+            export_ready: None,
             exporter: None,
             telemetry_applied: None,
         }
@@ -277,7 +289,14 @@ impl Components {
             Box::new(move |ms: f64| d.add(ms, clock())) as Box<dyn Fn(f64) + Send + Sync>
         });
         let applied = Arc::new(Notify::new());
-        let applier = Applier::new(Arc::clone(store), managed, on_report).signalling(Arc::clone(&applied));
+        let mut applier = Applier::new(Arc::clone(store), managed, on_report).signalling(Arc::clone(&applied));
+        let mut types = vec!["platform"];
+        if let Some(logs) = self.export_ready.as_ref().and_then(|e| e.logs.clone()) {
+            let streams = logs.streams();
+            types.extend(streams.function.then_some("function"));
+            types.extend(streams.extension.then_some("extension"));
+            applier = applier.forwarding(Box::new(move |body: &[u8]| logs.push_batch(body)));
+        }
         let t = &o.config.telemetry;
         let max_body = telemetry::body_limit(t.max_bytes);
         let buffering = Buffering {
@@ -289,7 +308,16 @@ impl Components {
         // The socket is bound, so a batch posted before the listener serves waits in its backlog;
         // the listener serves only once a subscription is in effect, and the socket is closed
         // (dropped) otherwise.
-        let subscribed = telemetry::subscribe(client.connection(), &extension_id, &host, port, &buffering, SUBSCRIBE_TIMEOUT).await;
+        let subscribed = telemetry::subscribe(
+            client.connection(),
+            &extension_id,
+            &host,
+            port,
+            &buffering,
+            &types,
+            SUBSCRIBE_TIMEOUT,
+        )
+        .await;
         match subscribed {
             Ok(Subscription::Subscribed) => {
                 self.telemetry = Some(TelemetryListener::start(listener, applier, max_body, o.log.clone()));
@@ -350,13 +378,13 @@ impl Components {
         });
     }
 
-    /// Starts the S3 export when a bucket is named and it can run: an endpoint this build can
-    /// reach (plain HTTP until TLS lands), credentials, a region. Otherwise one line says why.
-    pub fn start_export(&mut self, o: &Options, store: &Arc<Store>, managed: bool) {
+    /// Checks that the S3 export can run when a bucket is named: a region, an endpoint it can
+    /// reach (TLS on this CPU, for https), credentials. Otherwise one line says why, and there is
+    /// no export. Runs before telemetry is subscribed: the log streams it ships are subscribed to.
+    pub fn check_export(&mut self, o: &Options) {
         let cfg = &o.config.export;
         let Some(bucket_name) = &cfg.bucket else { return };
         let region = o.env("AWS_REGION").trim().to_owned();
-        let endpoint_url = cfg.endpoint.clone().unwrap_or_else(|| format!("https://s3.{region}.amazonaws.com"));
         let off = |why: &str, variable: &str| {
             self.log.warn(
                 "S3 export off",
@@ -370,14 +398,44 @@ impl Components {
         if region.is_empty() {
             return off("AWS_REGION is not set", "AWS_REGION");
         }
-        let endpoint = match Endpoint::parse(&endpoint_url) {
+        let endpoint = match &cfg.endpoint {
+            Some(url) => Endpoint::parse(url).map_err(|why| (format!("{url}: {why}"), ENV_EXPORT_S3_ENDPOINT)),
+            None => Endpoint::aws(&region).map_err(|why| (why, "AWS_REGION")),
+        };
+        let endpoint = match endpoint {
             Ok(endpoint) => endpoint,
-            Err(why) => return off(&format!("{endpoint_url}: {why}"), ENV_EXPORT_S3_ENDPOINT),
+            Err((why, variable)) => return off(&why, variable),
+        };
+        let tls = if endpoint.https {
+            let cert_file = Some(o.env("SSL_CERT_FILE")).filter(|path| !path.is_empty());
+            match Tls::new(cert_file.as_deref()) {
+                Ok(tls) => Some(tls),
+                Err(why) if cert_file.is_some() => return off(&why, "SSL_CERT_FILE"),
+                Err(why) => return off(&why, ENV_EXPORT_S3_BUCKET),
+            }
+        } else {
+            None
         };
         let source = match Source::from_env(|name: &str| Some(o.env(name)), |path: &str| std::fs::read_to_string(path)) {
             Ok(source) => source,
             Err(why) => return off(&why, ENV_EXPORT_S3_BUCKET),
         };
+        let bucket = match Bucket::new(&endpoint, &region, bucket_name, Provider::new(source), tls.as_ref()) {
+            Ok(bucket) => bucket,
+            Err(why) => return off(&why, ENV_EXPORT_S3_ENDPOINT),
+        };
+        // A batch's worth of log events may wait for their invocations' lines.
+        let logs = cfg.logs.any().then(|| Arc::new(LogBuffer::new(cfg.logs, cfg.max_bytes)));
+        self.export_ready = Some(ExportReady { bucket, logs });
+    }
+
+    /// Starts the export `check_export` found ready.
+    pub fn start_export(&mut self, o: &Options, store: &Arc<Store>, managed: bool) {
+        let Some(ExportReady { bucket, logs }) = self.export_ready.take() else {
+            return;
+        };
+        let cfg = &o.config.export;
+        let telemetry = self.env.features.telemetry == "on";
         let settings = exporter::Settings {
             limits: Limits {
                 max_invocations: cfg.max_invocations,
@@ -388,10 +446,11 @@ impl Components {
             function_name: self.env.function_name.clone(),
             environment_id: self.env.environment_id.clone(),
             background: managed,
-            telemetry: self.env.features.telemetry == "on",
+            telemetry,
+            // Logs come only through telemetry.
+            logs: logs.filter(|_| telemetry),
             start_line: self.start_line(),
         };
-        let bucket = Bucket::new(endpoint, &region, bucket_name, Provider::new(source));
         let exporter = Exporter::start(Arc::clone(store), bucket, settings, Arc::clone(&o.clock), o.log.clone());
         if let Some(api) = &self.local_api {
             api.set_export_counts(Arc::new(exporter.stats_reader()));
@@ -551,6 +610,8 @@ impl Summary {
                 ("exportDroppedBatches", st.dropped_batches.into()),
                 ("exportDroppedInvocations", st.dropped_invocations.into()),
                 ("exportEvicted", st.evicted.into()),
+                ("exportLogEvents", st.log_events.into()),
+                ("exportDroppedLogEvents", st.dropped_log_events.into()),
             ]);
         }
     }

@@ -129,6 +129,7 @@ pub async fn run(o: Options, terminated: impl Future<Output = ()>) -> i32 {
 
     // 5. Subscribe to telemetry: one PUT during init. Anything but a subscription closes the
     //    listener and leaves INVOKE-only records.
+    parts.check_export(&o);
     let telemetry_note = parts.start_telemetry(&o, &store, managed, &mut client, telemetry_bound).await;
     if managed && parts.telemetry_state() != "on" {
         log.warn(

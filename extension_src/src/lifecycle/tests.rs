@@ -257,15 +257,24 @@ async fn configuration_warnings_are_logged_once() {
 
 #[tokio::test]
 async fn an_export_that_cannot_run_says_why_in_one_line_and_the_function_is_served() {
-    // AWS's endpoint needs TLS (not in this build); no region; no credentials.
+    // TLS roots that cannot be read; a region with no S3 endpoint; no region; no credentials.
     for (vars, reason) in [
         (
             vec![
                 ("AWS_REGION", "eu-west-1"),
                 ("AWS_ACCESS_KEY_ID", "a"),
                 ("AWS_SECRET_ACCESS_KEY", "s"),
+                ("SSL_CERT_FILE", "/no/such/ca.pem"),
             ],
-            "TLS",
+            "variable=SSL_CERT_FILE reason=\"cannot read certificates from /no/such/ca.pem",
+        ),
+        (
+            vec![
+                ("AWS_REGION", "eu-west-1.example.com"),
+                ("AWS_ACCESS_KEY_ID", "a"),
+                ("AWS_SECRET_ACCESS_KEY", "s"),
+            ],
+            "variable=AWS_REGION reason=\"not a region name: eu-west-1.example.com\"",
         ),
         (
             vec![("AWS_ACCESS_KEY_ID", "a"), ("AWS_SECRET_ACCESS_KEY", "s")],
@@ -329,7 +338,7 @@ async fn on_demand_a_due_batch_goes_out_after_the_invocation_answered_and_before
     // Telemetry says "a" answered and was reported; the fake posts it at the first /event/next.
     let a = |kind: &str| serde_json::json!({"time": "2026-11-29T19:05:00Z", "type": kind, "record": {"requestId": "a", "status": "success", "metrics": {"durationMs": 1.0}}});
     lock(&fake.state).telemetry_batch = Some(serde_json::to_string(&[a("platform.runtimeDone"), a("platform.report")]).unwrap());
-    let endpoint = format!("http://{}", endpoint.address);
+    let endpoint = format!("http://{}:{}", endpoint.host, endpoint.port);
     let run = options(
         &fake,
         &export_vars(&endpoint, &[("INVOCATION_HISTORY_EXTENSION_EXPORT_MAX_INVOCATIONS", "1")]),

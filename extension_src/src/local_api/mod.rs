@@ -90,6 +90,13 @@ pub struct ExportCounts {
     pub dropped_invocations: u64,
     /// Records the store evicted before they were written.
     pub evicted: u64,
+    /// Log events in the objects written; log events given up (the log buffer full, or in a
+    /// batch given up).
+    pub log_events: u64,
+    pub dropped_log_events: u64,
+    /// Log events in batches not sent yet: what a forced stop at the deadline counts as dropped.
+    #[serde(skip)]
+    pub unsent_log_events: u64,
 }
 
 /// Reads the export's counters when `/environment` is asked.

@@ -2,8 +2,7 @@
 //! socket, head and body (by `Content-Length`; the client sends one request at a time).
 #![allow(clippy::unwrap_used)]
 
-use tokio::io::AsyncReadExt as _;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt as _};
 
 /// One request as the fake S3 read it.
 pub(crate) struct Got {
@@ -20,7 +19,7 @@ impl Got {
     }
 }
 
-pub(crate) async fn read_request(stream: &mut TcpStream) -> Option<Got> {
+pub(crate) async fn read_request(stream: &mut (impl AsyncRead + Unpin)) -> Option<Got> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     let head_end = loop {

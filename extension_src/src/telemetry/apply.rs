@@ -14,6 +14,7 @@ use crate::history::{Record, Source, Store, TraceId};
 use crate::time::Timestamp;
 
 type OnReport = Arc<dyn Fn(f64) + Send + Sync>;
+type OnBatch = Box<dyn Fn(&[u8]) + Send + Sync>;
 
 /// Applies batches to a store.
 pub struct Applier {
@@ -27,6 +28,8 @@ pub struct Applier {
     recent: Mutex<Recent>,
     /// Woken after every applied batch, for whoever waits on what telemetry says.
     applied: Option<Arc<tokio::sync::Notify>>,
+    /// Given every well-formed batch before it is applied (the export's log buffer).
+    forward: Option<OnBatch>,
 }
 
 impl Applier {
@@ -42,7 +45,16 @@ impl Applier {
             on_report: on_report.map(Arc::from),
             recent: Mutex::new(Recent::default()),
             applied: None,
+            forward: None,
         }
+    }
+
+    /// Hands every well-formed batch to `f` before applying it: whoever reads what a record's
+    /// report says finds, by then, the log events that came before the report.
+    #[must_use]
+    pub fn forwarding(mut self, f: OnBatch) -> Self {
+        self.forward = Some(f);
+        self
     }
 
     /// Wakes `applied`'s waiters after every batch applied.
@@ -58,6 +70,9 @@ impl Applier {
         // Validate the whole body first, so a batch that breaks off halfway applies nothing. Two
         // parses keep memory flat: no list of the batch's events is ever built.
         events::parse_batch(body)?;
+        if let Some(forward) = &self.forward {
+            forward(body);
+        }
         let outcome = events::for_each_event(body, |item| {
             if let Item::Event(event) = item {
                 self.apply(&event);

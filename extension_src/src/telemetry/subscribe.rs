@@ -1,4 +1,5 @@
-//! The subscription: one `PUT /2022-07-01/telemetry` for the platform stream.
+//! The subscription: one `PUT /2022-07-01/telemetry` for the platform stream, and the function's
+//! and extensions' logs when the S3 export ships them.
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -52,9 +53,9 @@ impl Subscription {
 #[serde(rename_all = "camelCase")]
 struct SubscribeRequest<'a> {
     schema_version: &'a str,
-    /// Only the platform stream: function and extension logs are not needed for the history and
-    /// would include the extension's own log lines.
-    types: [&'a str; 1],
+    /// The platform stream always; `function` and `extension` only for the export (they would
+    /// otherwise be posted to no purpose, and include the extension's own log lines).
+    types: &'a [&'a str],
     buffering: &'a Buffering,
     destination: Destination,
 }
@@ -74,7 +75,7 @@ struct ApiError<'a> {
     error_message: Cow<'a, str>,
 }
 
-/// Subscribes the extension registered as `extension_id` to the platform stream, posted to
+/// Subscribes the extension registered as `extension_id` to the streams `types`, posted to
 /// `http://{host}:{port}`, through the Telemetry API at `runtime_api` (host:port). A 2xx answer
 /// whose body carries errorType `Telemetry.NotSupported` is `NotSupported`, not an error: that is
 /// how emulators without a Telemetry API answer (with 202), so the status alone says nothing.
@@ -84,11 +85,12 @@ pub async fn subscribe(
     host: &str,
     port: u16,
     buffering: &Buffering,
+    types: &[&str],
     timeout: Duration,
 ) -> Result<Subscription, String> {
     let request = SubscribeRequest {
         schema_version: SCHEMA_VERSION,
-        types: ["platform"],
+        types,
         buffering,
         destination: Destination {
             protocol: "HTTP",

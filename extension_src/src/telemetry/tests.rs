@@ -953,6 +953,7 @@ async fn subscribe_reads_the_answer_from_its_body() {
             DESTINATION_HOST,
             4243,
             &BUFFERING,
+            &["platform"],
             Duration::from_secs(5),
         )
         .await;
@@ -985,6 +986,25 @@ async fn subscribe_reads_the_answer_from_its_body() {
 }
 
 #[tokio::test]
+async fn subscribe_asks_for_the_log_streams_it_is_given() {
+    let (server, address, seen) = fake_api(200, r#""OK""#).await;
+    let got = subscribe(
+        &mut crate::http_client::Connection::new(&address),
+        "ext-1",
+        DESTINATION_HOST,
+        4243,
+        &BUFFERING,
+        &["platform", "function", "extension"],
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(got, Ok(Subscription::Subscribed));
+    let request = seen.lock().unwrap()[0].3.clone();
+    assert_eq!(request["types"], json!(["platform", "function", "extension"]));
+    server.shutdown(tokio::time::Instant::now() + Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
 async fn subscribe_reports_an_api_it_cannot_reach() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap().to_string();
@@ -995,6 +1015,7 @@ async fn subscribe_reports_an_api_it_cannot_reach() {
         DESTINATION_HOST,
         4243,
         &BUFFERING,
+        &["platform"],
         Duration::from_secs(1),
     )
     .await
@@ -1010,6 +1031,7 @@ async fn subscribe_reports_an_api_it_cannot_reach() {
         DESTINATION_HOST,
         4243,
         &BUFFERING,
+        &["platform"],
         Duration::from_millis(50),
     )
     .await

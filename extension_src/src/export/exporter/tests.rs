@@ -64,7 +64,7 @@ fn bucket(endpoint: Endpoint) -> Bucket {
         secret_access_key: "SK".into(),
         session_token: None,
     }));
-    Bucket::new(endpoint, "us-east-1", "b", credentials)
+    Bucket::new(&endpoint, "us-east-1", "b", credentials, None).unwrap()
 }
 
 /// A clock the test moves: starts at 2026-11-29T19:05:00Z.
@@ -86,6 +86,7 @@ fn settings(background: bool, max_invocations: usize) -> Settings {
         environment_id: "env".into(),
         background,
         telemetry: true,
+        logs: None,
         start_line: br#"{"type":"environment","event":"start"}"#.to_vec(),
     }
 }
@@ -93,12 +94,17 @@ fn settings(background: bool, max_invocations: usize) -> Settings {
 fn invoke(store: &Store, id: &str, reported: bool) {
     store.begin(id, Source::Invoke, |_, _| {});
     if reported {
-        store.update(id, 0, |r| {
-            r.status = Some(Status::Success);
-            r.duration_ms = 1.5;
-            r.reported = true;
-        });
+        report(store, id);
     }
+}
+
+/// What `platform.report` brings.
+fn report(store: &Store, id: &str) {
+    store.update(id, 0, |r| {
+        r.status = Some(Status::Success);
+        r.duration_ms = 1.5;
+        r.reported = true;
+    });
 }
 
 /// The lines of every stored object, in the order stored, and the objects' keys.
@@ -327,4 +333,192 @@ async fn an_upload_hanging_at_shutdown_is_given_up_at_the_deadline_and_its_recor
     assert!(started.elapsed() < Duration::from_millis(500), "{:?}", started.elapsed());
     assert_eq!((stats.batches, stats.invocations), (0, 0));
     assert_eq!(stats.dropped_invocations, 3, "every record counted: {stats:?}");
+}
+
+// ---- log events ----
+
+const A: &str = "0a000000-0000-4000-8000-00000000000a";
+const B: &str = "0b000000-0000-4000-8000-00000000000b";
+/// 2026-11-29T19:05:00Z, the test clock's start.
+const T0: i64 = 1_795_979_100_000_000_000;
+const MS: i64 = 1_000_000;
+
+fn logs(max_bytes: usize) -> Arc<LogBuffer> {
+    Arc::new(LogBuffer::new(
+        crate::config::LogStreams::parse("platform,function,extension").unwrap(),
+        max_bytes,
+    ))
+}
+
+/// A function event at `at`, its record as given (JSON).
+fn event(at: i64, kind: &str, record: &str) -> String {
+    let time = Timestamp(at).to_string();
+    format!(r#"{{"time":"{time}","type":"{kind}","record":{record}}}"#)
+}
+
+fn push(buffer: &LogBuffer, events: &[String]) {
+    buffer.push_batch(format!("[{}]", events.join(",")).as_bytes());
+}
+
+/// The `record` of each event an invocation's line carries.
+fn carried(line: &serde_json::Value) -> Vec<serde_json::Value> {
+    line["logs"].as_array().unwrap().iter().map(|e| e["record"].clone()).collect()
+}
+
+fn log_lines(lines: &[serde_json::Value]) -> Vec<(serde_json::Value, serde_json::Value)> {
+    lines
+        .iter()
+        .filter(|l| l["type"] == "log")
+        .map(|l| (l["requestId"].clone(), l["event"]["record"].clone()))
+        .collect()
+}
+
+#[tokio::test]
+async fn on_demand_each_line_carries_its_logs_by_request_id_or_by_its_span() {
+    let (endpoint, stored) = fake_s3(vec![]).await;
+    let (clock, now) = clock();
+    let store = Arc::new(Store::new(100, Arc::clone(&clock)));
+    let (log, _) = Logger::capture(Level::Error);
+    let buffer = logs(1 << 20);
+    let settings = Settings {
+        logs: Some(Arc::clone(&buffer)),
+        ..settings(false, 100)
+    };
+    let exporter = Exporter::start(Arc::clone(&store), bucket(endpoint), settings, clock, log);
+    // Before any invocation: the init phase's output.
+    push(&buffer, &[event(T0 - 1000 * MS, "function", r#""init says hi""#)]);
+    invoke(&store, A, false);
+    push(
+        &buffer,
+        &[
+            event(
+                T0 + 2 * MS,
+                "function",
+                &format!(r#"{{"level":"INFO","requestId":"{A}","message":"json"}}"#),
+            ),
+            event(T0 + 5 * MS, "function", r#""print in A""#),
+            event(T0 + 6 * MS, "extension", r#""an extension in A""#),
+            event(
+                T0 + 7 * MS,
+                "platform.report",
+                &format!(r#"{{"requestId":"{A}","status":"success"}}"#),
+            ),
+        ],
+    );
+    now.store(T0 + 1000 * MS, Ordering::SeqCst);
+    invoke(&store, B, false);
+    push(
+        &buffer,
+        &[
+            event(
+                T0 + 1001 * MS,
+                "function",
+                &format!(r#""[INFO]\t2026-11-29T19:05:01.001Z\t{B}\ttext in B""#),
+            ),
+            event(T0 + 1002 * MS, "function", r#""print in B""#),
+        ],
+    );
+    report(&store, A);
+    let stats = exporter.shutdown(Instant::now() + Duration::from_secs(2), "spindown").await;
+    let (_, lines) = read_back(&stored);
+    let all = invocations(&lines);
+    assert_eq!(ids(&lines), [A, B]);
+    assert_eq!(
+        carried(&all[0]),
+        [
+            serde_json::json!({"level":"INFO","requestId":A,"message":"json"}),
+            "print in A".into(),
+            "an extension in A".into(),
+            serde_json::json!({"requestId":A,"status":"success"}),
+        ]
+    );
+    assert_eq!(all[1]["complete"], false);
+    assert_eq!(
+        carried(&all[1]),
+        [
+            format!("[INFO]\t2026-11-29T19:05:01.001Z\t{B}\ttext in B").into(),
+            serde_json::Value::from("print in B")
+        ]
+    );
+    assert_eq!(log_lines(&lines), [(serde_json::Value::Null, "init says hi".into())]);
+    assert_eq!((stats.log_events, stats.dropped_log_events), (7, 0));
+}
+
+#[tokio::test]
+async fn on_managed_instances_a_line_without_a_request_id_and_a_late_one_are_lines_of_their_own() {
+    let (endpoint, stored) = fake_s3(vec![]).await;
+    let (clock, _) = clock();
+    let store = Arc::new(Store::new(100, Arc::clone(&clock)));
+    let (log, _) = Logger::capture(Level::Error);
+    let buffer = logs(1 << 20);
+    let settings = Settings {
+        logs: Some(Arc::clone(&buffer)),
+        ..settings(true, 1)
+    };
+    let exporter = Exporter::start(Arc::clone(&store), bucket(endpoint), settings, clock, log);
+    invoke(&store, A, false);
+    invoke(&store, B, false);
+    // Concurrent invocations: a print cannot be told apart, however its time falls.
+    push(
+        &buffer,
+        &[
+            event(T0 + MS, "function", &format!(r#"{{"requestId":"{A}","message":"a"}}"#)),
+            event(T0 + MS, "function", r#""print""#),
+        ],
+    );
+    report(&store, A);
+    for _ in 0..50 {
+        if !stored.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A's line is out; a line of A's that comes now is written on its own, with A's id.
+    push(
+        &buffer,
+        &[event(
+            T0 + 9 * MS,
+            "function",
+            &format!(r#"{{"requestId":"{A}","message":"late"}}"#),
+        )],
+    );
+    let stats = exporter.shutdown(Instant::now() + Duration::from_secs(2), "spindown").await;
+    let (_, lines) = read_back(&stored);
+    let all = invocations(&lines);
+    assert_eq!(ids(&lines), [A, B]);
+    assert_eq!(carried(&all[0]), [serde_json::json!({"requestId":A,"message":"a"})]);
+    assert_eq!(carried(&all[1]), Vec::<serde_json::Value>::new());
+    assert_eq!(
+        log_lines(&lines),
+        [
+            (serde_json::Value::Null, "print".into()),
+            (A.into(), serde_json::json!({"requestId":A,"message":"late"}))
+        ]
+    );
+    assert_eq!((stats.log_events, stats.dropped_log_events), (3, 0));
+}
+
+#[tokio::test]
+async fn log_events_beyond_the_buffer_or_in_a_refused_batch_are_counted_as_dropped() {
+    let (endpoint, stored) = fake_s3(vec![403]).await;
+    let (clock, _) = clock();
+    let store = Arc::new(Store::new(100, Arc::clone(&clock)));
+    let (log, _) = Logger::capture(Level::Error);
+    let one = event(T0 + MS, "function", &format!(r#"{{"requestId":"{A}","message":"x"}}"#));
+    // Room for two events.
+    let buffer = logs(2 * (one.len() + 64));
+    let settings = Settings {
+        logs: Some(Arc::clone(&buffer)),
+        ..settings(false, 1)
+    };
+    let exporter = Exporter::start(Arc::clone(&store), bucket(endpoint), settings, clock, log);
+    invoke(&store, A, true);
+    push(&buffer, &[one.clone(), one.clone(), one.clone(), one]);
+    invoke(&store, B, true);
+    // A's batch (two events) is refused; B's (none) is stored.
+    let stats = exporter.shutdown(Instant::now() + Duration::from_secs(2), "spindown").await;
+    let (_, lines) = read_back(&stored);
+    assert_eq!(ids(&lines), [B]);
+    assert_eq!((stats.log_events, stats.dropped_log_events), (0, 4));
+    assert_eq!(stats.unsent_log_events, 0);
 }
