@@ -19,7 +19,7 @@ from openapi_core import OpenAPI
 from openapi_core.testing import MockRequest, MockResponse
 
 from tools.local_lambda import GO_BOOTSTRAP, ROOT, LocalLambda, free_port, local_api_get, wait_until
-from tools.local_s3 import REGION, LocalS3
+from tools.local_s3 import REGION, TLS_CA, LocalS3
 
 SPEC = OpenAPI.from_file_path(str(ROOT / "docs/api/openapi.yaml"))
 
@@ -132,6 +132,20 @@ def test_on_demand_the_export_goes_out_at_shutdown(s3, start_lambda):
     assert [line["record"]["awsRequestId"] for line in lines] == ids
     assert [line["complete"] for line in lines] == [True, True, False]
     assert "exportInvocations=3" in summary(local.logs())
+
+
+def test_the_export_goes_over_tls_to_a_server_the_named_ca_signed(start_lambda):
+    # GIVEN S3 over https, its certificate signed by a CA that SSL_CERT_FILE names
+    with LocalS3(tls=True) as s3:
+        s3.client().create_bucket(Bucket=BUCKET)
+        local = start_lambda("go", env=export_env(s3, SSL_CERT_FILE=str(TLS_CA)))
+        ids = [local.invoke({})["requestId"] for _ in range(2)]
+        # WHEN the environment shuts down
+        assert local.stop() == 0
+        # THEN its object went over TLS and holds both invocations
+        _, lines, _ = lines_of(s3)
+        assert [line["record"]["awsRequestId"] for line in lines] == ids, local.logs()
+        assert "exportBatches=1" in summary(local.logs())
 
 
 def test_an_unreachable_s3_never_fails_the_function_and_every_loss_is_counted(start_lambda):

@@ -14,7 +14,7 @@ import boto3
 import pytest
 
 from tools.local_lambda import build_example
-from tools.local_s3 import REGION, LocalS3
+from tools.local_s3 import REGION, TLS_CA, LocalS3
 
 # The first actions are unauthenticated: the user, its key and policy, and the bucket. After
 # them moto checks every request's signature and the caller's permissions.
@@ -42,10 +42,10 @@ def moto():
         yield s3.url, key["AccessKeyId"], key["SecretAccessKey"]
 
 
-def put(s3_put: Path, url: str, key_id: str, secret: str, bucket: str, key: str, body: bytes, tmp_path: Path):
+def put(s3_put: Path, url: str, key_id: str, secret: str, bucket: str, key: str, body: bytes, tmp_path: Path, **env):
     file = tmp_path / "body"
     file.write_bytes(body)
-    env = {"PATH": os.environ["PATH"], "AWS_ACCESS_KEY_ID": key_id, "AWS_SECRET_ACCESS_KEY": secret}
+    env = {"PATH": os.environ["PATH"], "AWS_ACCESS_KEY_ID": key_id, "AWS_SECRET_ACCESS_KEY": secret, **env}
     return subprocess.run(
         [str(s3_put), url, REGION, bucket, key, str(file)], env=env, capture_output=True, text=True, timeout=30
     )
@@ -76,3 +76,18 @@ def test_a_missing_bucket_is_named_and_not_retried(s3_put, moto, tmp_path):
     done = put(s3_put, url, key_id, secret, "no-such-bucket", KEY, b"x", tmp_path)
     assert done.returncode == 1, done.stdout + done.stderr
     assert done.stdout.startswith("error retryable=false status 404: NoSuchBucket"), done.stdout
+
+
+def test_over_tls_the_put_checks_the_servers_certificate(s3_put, tmp_path):
+    # GIVEN moto over https with a certificate our test CA signed
+    with LocalS3(tls=True) as s3:
+        s3.client().create_bucket(Bucket=BUCKET)
+        body = gzip.compress(b'{"awsRequestId":"a"}\n')
+        # WHEN the client trusts that CA (SSL_CERT_FILE, as the extension reads it), the PUT is stored
+        done = put(s3_put, s3.url, "test", "test", BUCKET, KEY, body, tmp_path, SSL_CERT_FILE=str(TLS_CA))
+        assert done.returncode == 0 and done.stdout.strip() == "ok", done.stdout + done.stderr
+        assert s3.objects(BUCKET) == {KEY: body}
+        # ... and with only the built-in roots, which do not hold it, nothing is sent
+        done = put(s3_put, s3.url, "test", "test", BUCKET, "other", body, tmp_path)
+        assert done.returncode == 1 and "certificate" in done.stdout, done.stdout + done.stderr
+        assert list(s3.objects(BUCKET)) == [KEY]
