@@ -60,11 +60,12 @@ DEFAULT_EXPORT_PREFIX = "invocation-history/"
 MAX_EXPORT_PREFIX_BYTES = 512
 #: The log streams the export can carry, in the order they are written to the variable.
 EXPORT_LOG_STREAMS = ("platform", "function", "extension")
-#: (least, most) of each export limit, as the extension accepts them (extension_src/src/config.rs).
+#: Each export limit's variable, and its least, most and default value as the extension has them
+#: (extension_src/src/config.rs): a batch is due at the first limit reached.
 EXPORT_LIMITS = {
-    "export_max_invocations": (ENV_EXPORT_MAX_INVOCATIONS, 1, 100_000),
-    "export_max_bytes": (ENV_EXPORT_MAX_BYTES, 1024, 64 << 20),
-    "export_max_age_ms": (ENV_EXPORT_MAX_AGE_MS, 1000, 3_600_000),
+    "export_max_invocations": (ENV_EXPORT_MAX_INVOCATIONS, 1, 100_000, 1000),
+    "export_max_bytes": (ENV_EXPORT_MAX_BYTES, 1024, 64 << 20, 4 << 20),
+    "export_max_age_ms": (ENV_EXPORT_MAX_AGE_MS, 1000, 3_600_000, 60_000),
 }
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
@@ -254,13 +255,13 @@ def export_environment(
     prefix = DEFAULT_EXPORT_PREFIX if prefix is None else prefix
     check_export_prefix(prefix)
     env = {ENV_EXPORT_S3_BUCKET: bucket_name, ENV_EXPORT_S3_PREFIX: prefix}
-    for name, (variable, least, most) in EXPORT_LIMITS.items():
+    for name, (variable, least, most, default) in EXPORT_LIMITS.items():
         value = settings[name]
         if value is None:
             continue
         if not isinstance(value, int) or isinstance(value, bool) or not least <= value <= most:
             raise ValueError(
-                f"{name}={value!r} is invalid: pass an integer from {least} to {most}, or omit it for the default"
+                f"{name}={value!r} is invalid: pass an integer from {least} to {most}, or omit it for {default}"
             )
         env[variable] = str(value)
     if logs is not None:
