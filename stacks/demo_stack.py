@@ -26,6 +26,8 @@ GO_BUILD_FLAGS = ["-trimpath", '-ldflags="-s -w -buildid="']
 #: cdk.json / `-c` context key: days after which the demo's exported objects are deleted.
 EXPORT_EXPIRE_DAYS_CONTEXT_KEY = "invocationHistory:exportExpireDays"
 DEFAULT_EXPORT_EXPIRE_DAYS = 30
+#: What the demo's function roles may do besides writing their logs (their role descriptions say so).
+EXPORTS_TOO = f" and puts its exported history under {DEFAULT_EXPORT_PREFIX} of the export bucket"
 
 
 def parse_expire_days(value: Union[None, int, str]) -> int:
@@ -43,10 +45,12 @@ def parse_expire_days(value: Union[None, int, str]) -> int:
     return days
 
 
-def function_role_and_logs(scope: Construct, id: str) -> tuple[iam.Role, logs.LogGroup]:
+def function_role_and_logs(scope: Construct, id: str, *, also: str = "") -> tuple[iam.Role, logs.LogGroup]:
     """A role that may only write to the function's own log group, and that log group (short retention).
 
     Least privilege instead of AWSLambdaBasicExecutionRole, which allows writing to every log group.
+
+    :param also: what else the role will be allowed, for its description (e.g. " and exports its history").
     """
     log_group = logs.LogGroup(
         scope, f"{id}Logs", retention=LOG_RETENTION, removal_policy=RemovalPolicy.DESTROY
@@ -55,7 +59,7 @@ def function_role_and_logs(scope: Construct, id: str) -> tuple[iam.Role, logs.Lo
         scope,
         f"{id}Role",
         assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-        description=f"{id}: writes its own logs, nothing else",
+        description=f"{id}: writes its own logs{also}, nothing else",
     )
     role.add_to_policy(
         iam.PolicyStatement(
@@ -126,7 +130,7 @@ class DemoStack(Stack):
             self, "ExtensionX8664", architecture=lambda_.Architecture.X86_64, removal_policy=RemovalPolicy.DESTROY
         )
 
-        go_role, go_logs = function_role_and_logs(self, "GoSample")
+        go_role, go_logs = function_role_and_logs(self, "GoSample", also=EXPORTS_TOO)
         Annotations.of(self).acknowledge_warning(
             "@aws-cdk/aws-lambda-go-alpha:goBuildFlagsSecurityWarning",
             "the flags are the constant GO_BUILD_FLAGS of this module, not user input",
@@ -197,7 +201,7 @@ class DemoStack(Stack):
         ))
 
     def _python_sample(self, id: str, description: str) -> lambda_.Function:
-        role, log_group = function_role_and_logs(self, id)
+        role, log_group = function_role_and_logs(self, id, also=EXPORTS_TOO)
         fn = lambda_.Function(
             self,
             id,
