@@ -13,7 +13,7 @@ from typing import Optional
 import aws_cdk as cdk
 
 from stacks.container_stack import ContainerStack
-from stacks.demo_stack import DemoStack
+from stacks.demo_stack import EXPORT_EXPIRE_DAYS_CONTEXT_KEY, DemoStack, parse_expire_days
 from stacks.layer_stack import SHARE_CONTEXT_KEY, LayerStack, parse_share_with
 
 LAYER_STACK = "InvocationHistoryLayers"
@@ -35,7 +35,8 @@ def create_stacks(app: cdk.App, env: Optional[cdk.Environment] = None) -> dict[s
         ),
         DEMO_STACK: DemoStack(
             app, DEMO_STACK, env=env,
-            description="Invocation History sample functions (Go arm64, Python x86_64, Python with the Runtime API proxy) with the extension layer and a dashboard",
+            export_expire_days=parse_expire_days(app.node.try_get_context(EXPORT_EXPIRE_DAYS_CONTEXT_KEY)),
+            description="Invocation History sample functions (Go arm64, Python x86_64, Python with the Runtime API proxy) with the extension layer, their history exported to S3, and a dashboard",
         ),
         CONTAINER_STACK: ContainerStack(
             app, CONTAINER_STACK, env=env,

@@ -3,6 +3,8 @@
 
 # Relative imports: another app may load this package under a name of its own (docs/construct.md).
 from .history_dashboard import InvocationHistoryDashboard
-from .invocation_history_layer import InvocationHistoryLayer, LayerBuildError, extension_environment
+from .invocation_history_layer import InvocationHistoryLayer, LayerBuildError, extension_environment, grant_export
 
-__all__ = ["InvocationHistoryDashboard", "InvocationHistoryLayer", "LayerBuildError", "extension_environment"]
+__all__ = [
+    "InvocationHistoryDashboard", "InvocationHistoryLayer", "LayerBuildError", "extension_environment", "grant_export",
+]

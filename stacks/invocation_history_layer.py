@@ -15,12 +15,15 @@ import shutil
 import subprocess
 import tempfile
 import tomllib
+import unicodedata
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterable, Optional, Union
 
 import jsii
-from aws_cdk import Annotations, AssetHashType, RemovalPolicy, Stack
+from aws_cdk import Annotations, AssetHashType, RemovalPolicy, Stack, Token
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_s3 as s3
 from constructs import Construct, IValidation
 
 ENV_PREFIX = "INVOCATION_HISTORY_EXTENSION_"
@@ -44,6 +47,27 @@ DEFAULT_RUNTIME_PROXY_PORT = 9009
 DEFAULT_METRICS_NAMESPACE = "InvocationHistory"
 _NAMESPACE_CHARACTERS = re.compile(r"^[A-Za-z0-9.\-_/#: ]{1,255}$")
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")
+
+# The S3 export (docs/configuration.md, "S3 export"): off unless a bucket is named.
+ENV_EXPORT_S3_BUCKET = ENV_PREFIX + "EXPORT_S3_BUCKET"
+ENV_EXPORT_S3_PREFIX = ENV_PREFIX + "EXPORT_S3_PREFIX"
+ENV_EXPORT_MAX_INVOCATIONS = ENV_PREFIX + "EXPORT_MAX_INVOCATIONS"
+ENV_EXPORT_MAX_BYTES = ENV_PREFIX + "EXPORT_MAX_BYTES"
+ENV_EXPORT_MAX_AGE_MS = ENV_PREFIX + "EXPORT_MAX_AGE_MS"
+ENV_EXPORT_LOGS = ENV_PREFIX + "EXPORT_LOGS"
+#: The extension's own default key prefix; the construct always writes the prefix so its grant and the extension agree.
+DEFAULT_EXPORT_PREFIX = "invocation-history/"
+MAX_EXPORT_PREFIX_BYTES = 512
+#: The log streams the export can carry, in the order they are written to the variable.
+EXPORT_LOG_STREAMS = ("platform", "function", "extension")
+#: Each export limit's variable, and its least, most and default value as the extension has them
+#: (extension_src/src/config.rs): a batch is due at the first limit reached.
+EXPORT_LIMITS = {
+    "export_max_invocations": (ENV_EXPORT_MAX_INVOCATIONS, 1, 100_000, 1000),
+    "export_max_bytes": (ENV_EXPORT_MAX_BYTES, 1024, 64 << 20, 4 << 20),
+    "export_max_age_ms": (ENV_EXPORT_MAX_AGE_MS, 1000, 3_600_000, 60_000),
+}
+_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 #: The official Rust image used when no suitable local toolchain is found (its release decides the bytes, as locally).
 DEFAULT_DOCKER_IMAGE = "rust:1.95.0"  # the release the published zips are built with: same release, same bytes
@@ -85,6 +109,12 @@ def extension_environment(
     metrics_namespace: Optional[str] = None,
     runtime_proxy: bool = False,
     runtime_proxy_port: Optional[int] = None,
+    export_bucket: Union[str, s3.IBucket, None] = None,
+    export_prefix: Optional[str] = None,
+    export_max_invocations: Optional[int] = None,
+    export_max_bytes: Optional[int] = None,
+    export_max_age_ms: Optional[int] = None,
+    export_logs: Union[str, Iterable[str], None] = None,
 ) -> dict[str, str]:
     """The extension's environment variables for these settings, validated.
 
@@ -109,6 +139,19 @@ def extension_environment(
         (``InvocationHistoryLayer.add_function`` does that for managed runtimes). Default: off, nothing is written.
     :param runtime_proxy_port: port of the proxy on 127.0.0.1, only with ``runtime_proxy=True``. Default: 9009,
         written whenever the proxy is on so the template says where it listens.
+    :param export_bucket: the S3 bucket (or its name) the history is exported to. This only sets the variables: the
+        function's role also needs ``s3:PutObject`` on ``<bucket>/<prefix>*`` (``grant_export`` gives exactly that;
+        ``InvocationHistoryLayer.add_function`` calls it). Default: not set, no export.
+    :param export_prefix: the object keys' prefix, only with ``export_bucket``: up to 512 bytes, not starting with
+        ``/``, no control characters, no ``*`` or ``?``. Default: ``invocation-history/``, written whenever the export
+        is on so the grant and the extension name the same prefix.
+    :param export_max_invocations: a batch is due at this many invocations (1-100000). Default: not set, 1000.
+    :param export_max_bytes: ... or at this many bytes of NDJSON before compression (1024-67108864). Default: not
+        set, 4194304 (4 MiB).
+    :param export_max_age_ms: ... or when its oldest line is this old (1000-3600000 ms). Default: not set, 60000.
+    :param export_logs: the log streams exported with the invocations: some of ``platform``, ``function`` and
+        ``extension`` (a list, or the variable's own comma-separated text), or ``[]``/``"none"`` for none; the logs
+        come from the Telemetry API, so not with ``telemetry=False``. Default: not set, ``function,extension``.
     """
     port = DEFAULT_HTTP_PORT if port is None else port
     if not _is_port(port):
@@ -147,6 +190,10 @@ def extension_environment(
                 "omit metrics_namespace, or turn metrics on"
             )
         env[ENV_METRICS_NAMESPACE] = metrics_namespace
+    env.update(export_environment(
+        export_bucket, prefix=export_prefix, max_invocations=export_max_invocations, max_bytes=export_max_bytes,
+        max_age_ms=export_max_age_ms, logs=export_logs, telemetry=telemetry,
+    ))
     if not isinstance(runtime_proxy, bool):
         raise ValueError(f"runtime_proxy={runtime_proxy!r} is not a switch: pass True or False (the default)")
     if not runtime_proxy:
@@ -170,6 +217,125 @@ def extension_environment(
     env[ENV_RUNTIME_PROXY] = "on"
     env[ENV_RUNTIME_PROXY_PORT] = str(proxy_port)
     return env
+
+
+def export_environment(
+    bucket: Union[str, s3.IBucket, None],
+    *,
+    prefix: Optional[str] = None,
+    max_invocations: Optional[int] = None,
+    max_bytes: Optional[int] = None,
+    max_age_ms: Optional[int] = None,
+    logs: Union[str, Iterable[str], None] = None,
+    telemetry: Optional[bool] = None,
+) -> dict[str, str]:
+    """The S3 export's variables, validated with the extension's own rules (``extension_src/src/config.rs``), which
+    would otherwise fall back to a default at run time; errors name the ``export_*`` argument. Empty without a bucket.
+    The arguments and their defaults are ``extension_environment``'s ``export_*``."""
+    settings = {"export_prefix": prefix, "export_max_invocations": max_invocations, "export_max_bytes": max_bytes,
+                "export_max_age_ms": max_age_ms, "export_logs": logs}
+    if bucket is None:
+        for name, value in settings.items():
+            if value is not None:
+                raise ValueError(
+                    f"{name}={value!r} has no effect without a bucket: pass export_bucket as well, or omit {name}"
+                )
+        return {}
+    bucket_name = bucket if isinstance(bucket, str) else getattr(bucket, "bucket_name", None)
+    if not isinstance(bucket_name, str):
+        raise ValueError(
+            f"export_bucket={bucket!r} is not a bucket: pass an s3.IBucket (s3.Bucket.from_bucket_name(...) for one "
+            "made elsewhere) or a bucket name"
+        )
+    if not Token.is_unresolved(bucket_name) and (not _BUCKET_NAME.match(bucket_name) or ".." in bucket_name):
+        raise ValueError(
+            f"export_bucket={bucket_name!r} is not an S3 bucket name: pass 3 to 63 lowercase letters, digits, '.' "
+            "and '-', a letter or digit first and last"
+        )
+    prefix = DEFAULT_EXPORT_PREFIX if prefix is None else prefix
+    check_export_prefix(prefix)
+    env = {ENV_EXPORT_S3_BUCKET: bucket_name, ENV_EXPORT_S3_PREFIX: prefix}
+    for name, (variable, least, most, default) in EXPORT_LIMITS.items():
+        value = settings[name]
+        if value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or not least <= value <= most:
+            raise ValueError(
+                f"{name}={value!r} is invalid: pass an integer from {least} to {most}, or omit it for {default}"
+            )
+        env[variable] = str(value)
+    if logs is not None:
+        streams = _export_log_streams(logs)
+        if streams and telemetry is False:
+            raise ValueError(
+                f"export_logs={logs!r} has no effect with telemetry=False: the logs come from the Telemetry API: "
+                "turn telemetry on, or pass export_logs=[]"
+            )
+        env[ENV_EXPORT_LOGS] = ",".join(streams) or "none"
+    return env
+
+
+def check_export_prefix(prefix: object) -> None:
+    """Raise unless ``prefix`` is a key prefix the extension takes as it is and that IAM reads literally."""
+    if not isinstance(prefix, str):
+        raise ValueError(f"export_prefix={prefix!r} is not a key prefix: pass a string like {DEFAULT_EXPORT_PREFIX!r}")
+    if Token.is_unresolved(prefix):
+        return
+    problem = None
+    if not prefix.strip():
+        problem = "the extension reads an empty prefix as unset"  # and would write under its default
+    elif prefix != prefix.strip():
+        problem = "the extension trims surrounding spaces, so its keys would not match the grant"
+    elif len(prefix.encode()) > MAX_EXPORT_PREFIX_BYTES:
+        problem = f"it is longer than {MAX_EXPORT_PREFIX_BYTES} bytes"
+    elif prefix.startswith("/"):
+        problem = "it starts with '/'"
+    elif any(unicodedata.category(c) == "Cc" for c in prefix):
+        problem = "it has a control character"
+    elif "*" in prefix or "?" in prefix:
+        problem = "IAM reads '*' and '?' as wildcards, so the grant would cover more than the prefix"
+    if problem:
+        raise ValueError(
+            f"export_prefix={prefix!r} is not a usable key prefix ({problem}): pass up to {MAX_EXPORT_PREFIX_BYTES} "
+            f"bytes without a leading '/', control characters, '*' or '?', or omit it for {DEFAULT_EXPORT_PREFIX!r}"
+        )
+
+
+def _export_log_streams(logs: object) -> list[str]:
+    """``logs`` as the variable's list of streams (in ``EXPORT_LOG_STREAMS`` order); [] for none."""
+    fix = (f"pass some of {', '.join(EXPORT_LOG_STREAMS)} (a list, or comma-separated), [] or 'none' for no logs, "
+           "or omit it for function,extension")
+    if isinstance(logs, str):
+        names = [] if logs == "none" else [name.strip() for name in logs.split(",")]
+    elif isinstance(logs, (list, tuple, set, frozenset)):
+        names = list(logs)
+    else:
+        raise ValueError(f"export_logs={logs!r} is not a list of log streams: {fix}")
+    unknown = [name for name in names if name not in EXPORT_LOG_STREAMS]
+    if unknown:
+        raise ValueError(f"export_logs={logs!r} names {', '.join(map(repr, unknown))}, not a log stream: {fix}")
+    return [name for name in EXPORT_LOG_STREAMS if name in names]
+
+
+def grant_export(grantee: iam.IGrantable, bucket: s3.IBucket, prefix: str = DEFAULT_EXPORT_PREFIX) -> iam.Grant:
+    """Allow ``grantee`` what the export needs: ``s3:PutObject`` on ``<bucket>/<prefix>*`` and nothing else in S3 (the
+    extension writes new objects only: no multipart upload, no ACL, no read); with a bucket encrypted by a customer
+    managed KMS key, also ``kms:GenerateDataKey`` on that key, only through S3 in the bucket's region.
+
+    Only the grantee's policy changes: a bucket or key of another account must allow the role in its own policy.
+    """
+    check_export_prefix(prefix)
+    grant = iam.Grant.add_to_principal(
+        grantee=grantee, actions=["s3:PutObject"], resource_arns=[bucket.arn_for_objects(prefix + "*")]
+    )
+    key = bucket.encryption_key
+    if key is not None:
+        # S3 asks KMS for a data key for each object it encrypts; nothing else calls the key for the export.
+        grant = grant.combine(iam.Grant.add_to_principal(
+            grantee=grantee, actions=["kms:GenerateDataKey"], resource_arns=[key.key_arn],
+            conditions={"StringEquals": {"kms:ViaService": f"s3.{bucket.env.region}.amazonaws.com"}},
+        ))
+    return grant
 
 
 def _is_port(value: object) -> bool:
@@ -275,10 +441,22 @@ class InvocationHistoryLayer(lambda_.LayerVersion):
         metrics_namespace: Optional[str] = None,
         runtime_proxy: bool = False,
         runtime_proxy_port: Optional[int] = None,
+        export_bucket: Optional[s3.IBucket] = None,
+        export_prefix: Optional[str] = None,
+        export_max_invocations: Optional[int] = None,
+        export_max_bytes: Optional[int] = None,
+        export_max_age_ms: Optional[int] = None,
+        export_logs: Union[str, Iterable[str], None] = None,
     ) -> None:
         """Attach this layer to ``fn`` and set the extension's environment variables on it.
 
         Settings left out keep the extension's defaults (see ``extension_environment``); the port is always written.
+
+        With ``export_bucket`` the extension exports the history (and logs, ``export_logs``) to that bucket under
+        ``export_prefix`` (default ``invocation-history/``, always written), and ``fn``'s role is granted
+        ``s3:PutObject`` on ``<bucket>/<prefix>*`` only, plus ``kms:GenerateDataKey`` on the bucket's KMS key when
+        it has one (``grant_export``). The bucket must be in the function's region (the extension writes to S3 in
+        ``AWS_REGION``).
 
         With ``runtime_proxy=True`` the extension runs the Runtime API proxy (port ``runtime_proxy_port``, default
         9009), and the runtime must reach Lambda through it:
@@ -291,8 +469,9 @@ class InvocationHistoryLayer(lambda_.LayerVersion):
           that the proxy is idle and the history works as without it.
 
         :raises ValueError: when ``fn`` runs on another architecture, is a container image, or is not a ``Function``
-            defined in this app; when a setting is out of range; when the proxy port is the local API's port; or when
-            ``fn`` already has another ``AWS_LAMBDA_EXEC_WRAPPER`` (Lambda runs only one).
+            defined in this app; when a setting is out of range; when the proxy port is the local API's port; when
+            ``fn`` already has another ``AWS_LAMBDA_EXEC_WRAPPER`` (Lambda runs only one); or when the export bucket
+            is not an ``s3.IBucket`` or is in another region.
         """
         name = fn.node.id
         if not isinstance(fn, lambda_.Function):
@@ -317,7 +496,11 @@ class InvocationHistoryLayer(lambda_.LayerVersion):
             port=port, max_records=max_records, max_wait_ms=max_wait_ms, log_level=log_level,
             telemetry=telemetry, metrics=metrics, metrics_namespace=metrics_namespace,
             runtime_proxy=runtime_proxy, runtime_proxy_port=runtime_proxy_port,
+            export_bucket=export_bucket, export_prefix=export_prefix, export_max_invocations=export_max_invocations,
+            export_max_bytes=export_max_bytes, export_max_age_ms=export_max_age_ms, export_logs=export_logs,
         )
+        if export_bucket is not None:
+            self._check_export_bucket(fn, export_bucket)
         if runtime_proxy and is_os_only_runtime(fn.runtime):
             Annotations.of(fn).add_info(
                 f"InvocationHistoryLayer: the Runtime API proxy is on but {fn.runtime.name} does not apply exec "
@@ -338,6 +521,24 @@ class InvocationHistoryLayer(lambda_.LayerVersion):
         fn.add_layers(self)
         for key, value in env.items():
             fn.add_environment(key, value)
+        if export_bucket is not None:
+            grant_export(fn, export_bucket, env[ENV_EXPORT_S3_PREFIX])
+
+    def _check_export_bucket(self, fn: lambda_.Function, bucket: object) -> None:
+        """Raise unless ``bucket`` is one the construct can grant on, in ``fn``'s region when both are known."""
+        if isinstance(bucket, str) or not hasattr(bucket, "arn_for_objects"):
+            raise ValueError(
+                f"InvocationHistoryLayer '{self.node.id}' needs the export bucket of function '{fn.node.id}' as an "
+                f"s3.IBucket to grant s3:PutObject on it, not {bucket!r}: pass "
+                "s3.Bucket.from_bucket_name(scope, id, name) for a bucket made elsewhere"
+            )
+        bucket_region, fn_region = bucket.env.region, Stack.of(fn).region
+        if not Token.is_unresolved(bucket_region) and not Token.is_unresolved(fn_region) and bucket_region != fn_region:
+            raise ValueError(
+                f"InvocationHistoryLayer '{self.node.id}' cannot export function '{fn.node.id}' ({fn_region}) to a "
+                f"bucket in {bucket_region}: the extension writes to S3 in the function's region: pass a bucket "
+                f"in {fn_region}"
+            )
 
 
 @jsii.implements(IValidation)

@@ -13,11 +13,14 @@ from pathlib import Path
 import aws_cdk as cdk
 import pytest
 from aws_cdk import aws_ecr as ecr
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Annotations, Match, Template
 
 import stacks.invocation_history_layer as ihl
-from stacks import InvocationHistoryLayer, LayerBuildError, extension_environment
+from stacks import InvocationHistoryLayer, LayerBuildError, extension_environment, grant_export
 
 from .conftest import ENV, REPO_ROOT
 
@@ -188,6 +191,123 @@ def test_exec_wrapper_replaced_after_add_function_fails_synth(prebuilt):
         app.synth()
 
 
+# ---- the S3 export ------------------------------------------------------------------------------------------------
+
+EXPORT_BUCKET = "INVOCATION_HISTORY_EXTENSION_EXPORT_S3_BUCKET"
+EXPORT_PREFIX = "INVOCATION_HISTORY_EXTENSION_EXPORT_S3_PREFIX"
+
+
+def policy_statements(stack) -> list[dict]:
+    """Every statement of every IAM policy in ``stack``."""
+    return [statement for policy in Template.from_stack(stack).find_resources("AWS::IAM::Policy").values()
+            for statement in policy["Properties"]["PolicyDocument"]["Statement"]]
+
+
+def logical_id(stack, construct) -> str:
+    return stack.resolve(stack.get_logical_id(construct.node.default_child))
+
+
+def objects_arn(stack, bucket, prefix) -> dict:
+    """What an object ARN pattern of ``bucket`` renders as in the template."""
+    return {"Fn::Join": ["", [{"Fn::GetAtt": [logical_id(stack, bucket), "Arn"]}, f"/{prefix}*"]]}
+
+
+def test_export_writes_the_bucket_and_the_default_prefix_and_nothing_else(stack, prebuilt):
+    # GIVEN a bucket of the stack WHEN a function is added with only export_bucket
+    bucket = s3.Bucket(stack, "Exports")
+    InvocationHistoryLayer(stack, "History", code=prebuilt).add_function(python_function(stack), export_bucket=bucket)
+    # THEN the bucket and the prefix the grant covers are written; the limits and logs keep the extension's defaults
+    assert environment_of(stack, "Api") == {
+        "INVOCATION_HISTORY_EXTENSION_HTTP_PORT": "1203",
+        EXPORT_BUCKET: {"Ref": logical_id(stack, bucket)},
+        EXPORT_PREFIX: "invocation-history/",
+    }
+
+
+def test_export_settings_are_written_exactly_as_given(stack, prebuilt):
+    bucket = s3.Bucket(stack, "Exports")
+    InvocationHistoryLayer(stack, "History", code=prebuilt).add_function(
+        python_function(stack), export_bucket=bucket, export_prefix="team/history/", export_max_invocations=100,
+        export_max_bytes=1024, export_max_age_ms=3_600_000, export_logs=["extension", "platform"])
+    assert environment_of(stack, "Api") == {
+        "INVOCATION_HISTORY_EXTENSION_HTTP_PORT": "1203",
+        EXPORT_BUCKET: {"Ref": logical_id(stack, bucket)},
+        EXPORT_PREFIX: "team/history/",
+        "INVOCATION_HISTORY_EXTENSION_EXPORT_MAX_INVOCATIONS": "100",
+        "INVOCATION_HISTORY_EXTENSION_EXPORT_MAX_BYTES": "1024",
+        "INVOCATION_HISTORY_EXTENSION_EXPORT_MAX_AGE_MS": "3600000",
+        "INVOCATION_HISTORY_EXTENSION_EXPORT_LOGS": "platform,extension",
+    }
+
+
+@pytest.mark.parametrize("logs,written", [
+    ([], "none"),
+    ("none", "none"),
+    ("function", "function"),
+    ("extension, function", "function,extension"),
+    (("extension", "function", "function"), "function,extension"),
+    (frozenset({"platform", "function", "extension"}), "platform,function,extension"),
+])
+def test_export_logs_are_written_in_the_variables_form(logs, written):
+    env = extension_environment(export_bucket="my-exports", export_logs=logs)
+    assert env["INVOCATION_HISTORY_EXTENSION_EXPORT_LOGS"] == written
+
+
+def test_export_grants_put_object_on_the_prefix_only(stack, prebuilt):
+    # GIVEN a function whose role has no other policy
+    bucket = s3.Bucket(stack, "Exports")
+    InvocationHistoryLayer(stack, "History", code=prebuilt).add_function(
+        python_function(stack), export_bucket=bucket, export_prefix="team/history/")
+    # THEN its one statement allows PutObject on <bucket>/<prefix>* and nothing else: no read, list, delete, ACL,
+    # multipart or KMS (the bucket has S3-managed encryption)
+    assert policy_statements(stack) == [
+        {"Action": "s3:PutObject", "Effect": "Allow", "Resource": objects_arn(stack, bucket, "team/history/")}]
+
+
+def test_export_to_a_bucket_made_elsewhere_names_it(stack, prebuilt):
+    bucket = s3.Bucket.from_bucket_name(stack, "Exports", "team-exports")
+    InvocationHistoryLayer(stack, "History", code=prebuilt).add_function(python_function(stack), export_bucket=bucket)
+    assert environment_of(stack, "Api")[EXPORT_BUCKET] == "team-exports"
+    (statement,) = policy_statements(stack)
+    assert statement["Resource"] == {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"},
+                                                       ":s3:::team-exports/invocation-history/*"]]}
+
+
+def test_export_to_a_kms_bucket_may_generate_data_keys_through_s3_only(stack, prebuilt):
+    # GIVEN a bucket encrypted with a customer managed key
+    bucket = s3.Bucket(stack, "Exports", encryption=s3.BucketEncryption.KMS)
+    InvocationHistoryLayer(stack, "History", code=prebuilt).add_function(python_function(stack), export_bucket=bucket)
+    # THEN the role may also ask that key for data keys (what S3 does for each object it encrypts), only through S3
+    # in the bucket's region: no Decrypt, Encrypt or other key
+    key_id = logical_id(stack, bucket.encryption_key)
+    assert policy_statements(stack) == [
+        {"Action": "s3:PutObject", "Effect": "Allow", "Resource": objects_arn(stack, bucket, "invocation-history/")},
+        {"Action": "kms:GenerateDataKey", "Effect": "Allow", "Resource": {"Fn::GetAtt": [key_id, "Arn"]},
+         "Condition": {"StringEquals": {"kms:ViaService": "s3.eu-west-1.amazonaws.com"}}},
+    ]
+
+
+def test_export_to_an_imported_kms_bucket_uses_its_key(stack, prebuilt):
+    key_arn = "arn:aws:kms:eu-west-1:123456789012:key/11111111-2222-3333-4444-555555555555"
+    bucket = s3.Bucket.from_bucket_attributes(stack, "Exports", bucket_name="team-exports",
+                                              encryption_key=kms.Key.from_key_arn(stack, "Key", key_arn))
+    InvocationHistoryLayer(stack, "History", code=prebuilt).add_function(python_function(stack), export_bucket=bucket)
+    kms_statements = [s for s in policy_statements(stack) if s["Action"] == "kms:GenerateDataKey"]
+    assert [s["Resource"] for s in kms_statements] == [key_arn]
+
+
+def test_grant_export_serves_functions_that_carry_the_extension_themselves(stack):
+    # GIVEN a role of a container-image function, which sets extension_environment() itself
+    role = iam.Role(stack, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"))
+    bucket = s3.Bucket(stack, "Exports")
+    env = extension_environment(export_bucket=bucket, export_prefix="images/")
+    grant = grant_export(role, bucket, env[EXPORT_PREFIX])
+    assert grant.success
+    assert stack.resolve(env[EXPORT_BUCKET]) == {"Ref": logical_id(stack, bucket)}
+    assert policy_statements(stack) == [
+        {"Action": "s3:PutObject", "Effect": "Allow", "Resource": objects_arn(stack, bucket, "images/")}]
+
+
 # ---- validation errors: each names the prop, the value and the fix ------------------------------------------------
 
 def test_architecture_mismatch_names_both_and_the_fix(stack, prebuilt):
@@ -269,6 +389,100 @@ def test_invalid_settings_are_refused_before_anything_changes(stack, prebuilt, k
         layer.add_function(fn, **kwargs)
     assert Template.from_stack(stack).find_resources("AWS::Lambda::Function", {
         "Properties": {"Layers": Match.any_value()}}) == {}  # nothing half-applied
+
+
+PREFIX_FIX = r"pass up to 512 bytes without a leading '/', control characters, '\*' or '\?', or omit it for 'invocation-history/'"
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"export_prefix": "p/"}, r"export_prefix='p/' has no effect without a bucket: pass export_bucket as well, or "
+                              r"omit export_prefix"),
+    ({"export_max_invocations": 10}, r"export_max_invocations=10 has no effect without a bucket"),
+    ({"export_max_bytes": 2048}, r"export_max_bytes=2048 has no effect without a bucket"),
+    ({"export_max_age_ms": 5000}, r"export_max_age_ms=5000 has no effect without a bucket"),
+    ({"export_logs": "none"}, r"export_logs='none' has no effect without a bucket"),
+    ({"export_bucket": True, "export_prefix": ""}, r"export_prefix='' is not a usable key prefix \(the extension reads an "
+                                                   r"empty prefix as unset\): " + PREFIX_FIX),
+    ({"export_bucket": True, "export_prefix": "  "}, r"export_prefix='  ' is not a usable key prefix \(the extension "
+                                                     r"reads an empty prefix as unset\)"),
+    ({"export_bucket": True, "export_prefix": " logs/"}, r"export_prefix=' logs/' is not a usable key prefix \(the "
+                                                         r"extension trims surrounding spaces, so its keys would not "
+                                                         r"match the grant\)"),
+    ({"export_bucket": True, "export_prefix": "/logs/"}, r"export_prefix='/logs/' .*\(it starts with '/'\)"),
+    ({"export_bucket": True, "export_prefix": "logs\n/"}, r"export_prefix='logs\\n/' .*\(it has a control character\)"),
+    ({"export_bucket": True, "export_prefix": "logs\x7f/"}, r"\(it has a control character\)"),
+    ({"export_bucket": True, "export_prefix": "\u00e9" * 257}, r"\(it is longer than 512 bytes\)"),  # 514 bytes
+    ({"export_bucket": True, "export_prefix": "team-*/"}, r"export_prefix='team-\*/' .*\(IAM reads '\*' and '\?' as "
+                                                          r"wildcards, so the grant would cover more than the prefix\)"),
+    ({"export_bucket": True, "export_prefix": "team?/"}, r"IAM reads '\*' and '\?' as wildcards"),
+    ({"export_bucket": True, "export_prefix": 7}, r"export_prefix=7 is not a key prefix: pass a string like "
+                                                  r"'invocation-history/'"),
+    ({"export_bucket": True, "export_max_invocations": 0},
+     r"export_max_invocations=0 is invalid: pass an integer from 1 to 100000, or omit it for 1000"),
+    ({"export_bucket": True, "export_max_invocations": 100_001}, r"export_max_invocations=100001 is invalid"),
+    ({"export_bucket": True, "export_max_invocations": "10"}, r"export_max_invocations='10' is invalid"),
+    ({"export_bucket": True, "export_max_invocations": True}, r"export_max_invocations=True is invalid"),
+    ({"export_bucket": True, "export_max_bytes": 1023},
+     r"export_max_bytes=1023 is invalid: pass an integer from 1024 to 67108864, or omit it for 4194304"),
+    ({"export_bucket": True, "export_max_bytes": 67_108_865}, r"export_max_bytes=67108865 is invalid"),
+    ({"export_bucket": True, "export_max_age_ms": 999},
+     r"export_max_age_ms=999 is invalid: pass an integer from 1000 to 3600000, or omit it for 60000"),
+    ({"export_bucket": True, "export_max_age_ms": 3_600_001}, r"export_max_age_ms=3600001 is invalid"),
+    ({"export_bucket": True, "export_max_age_ms": 1.5e3}, r"export_max_age_ms=1500.0 is invalid"),
+    ({"export_bucket": True, "export_logs": "all"},
+     r"export_logs='all' names 'all', not a log stream: pass some of platform, function, extension \(a list, or "
+     r"comma-separated\), \[\] or 'none' for no logs, or omit it for function,extension"),
+    ({"export_bucket": True, "export_logs": "function,"}, r"export_logs='function,' names '', not a log stream"),
+    ({"export_bucket": True, "export_logs": ["function", "none"]}, r"names 'none', not a log stream"),
+    ({"export_bucket": True, "export_logs": ["Function"]}, r"names 'Function', not a log stream"),
+    ({"export_bucket": True, "export_logs": 3}, r"export_logs=3 is not a list of log streams: pass some of"),
+    ({"export_bucket": True, "export_logs": ["function"], "telemetry": False},
+     r"export_logs=\['function'\] has no effect with telemetry=False: the logs come from the Telemetry API: turn "
+     r"telemetry on, or pass export_logs=\[\]"),
+])
+def test_invalid_export_settings_are_refused_before_anything_changes(stack, prebuilt, kwargs, message):
+    # GIVEN a bucket of the stack wherever the case names one (True stands for it)
+    if kwargs.get("export_bucket") is True:
+        kwargs = {**kwargs, "export_bucket": s3.Bucket(stack, "Exports")}
+    layer = InvocationHistoryLayer(stack, "History", code=prebuilt)
+    with pytest.raises(ValueError, match=message):
+        layer.add_function(python_function(stack), **kwargs)
+    # THEN nothing is half-applied: no layer, no variable, no grant
+    assert environment_of(stack, "Api") == {}
+    assert policy_statements(stack) == []
+
+
+def test_export_without_telemetry_is_allowed_when_no_logs_are_asked_for(stack, prebuilt):
+    env = extension_environment(export_bucket="team-exports", telemetry=False, export_logs="none")
+    assert env["INVOCATION_HISTORY_EXTENSION_EXPORT_LOGS"] == "none"
+    assert env["INVOCATION_HISTORY_EXTENSION_TELEMETRY"] == "off"
+
+
+@pytest.mark.parametrize("name", ["ab", "x" * 64, "Team-Exports", "team_exports", "-team", "team.", "team..exports",
+                                  " team-exports"])
+def test_export_bucket_name_follows_s3_rules(name):
+    # a name given as text (functions that carry the extension themselves; CDK checks an IBucket's name itself)
+    with pytest.raises(ValueError, match=rf"export_bucket='{re.escape(name)}' is not an S3 bucket name: pass 3 to 63 "
+                                         r"lowercase letters, digits, '\.' and '-', a letter or digit first and last"):
+        extension_environment(export_bucket=name)
+
+
+def test_export_bucket_must_be_a_bucket_to_grant_on(stack, prebuilt):
+    layer = InvocationHistoryLayer(stack, "History", code=prebuilt)
+    with pytest.raises(ValueError, match=r"InvocationHistoryLayer 'History' needs the export bucket of function 'Api' "
+                                         r"as an s3.IBucket to grant s3:PutObject on it, not 'team-exports': pass "
+                                         r"s3.Bucket.from_bucket_name\(scope, id, name\)"):
+        layer.add_function(python_function(stack), export_bucket="team-exports")
+    assert environment_of(stack, "Api") == {}
+
+
+def test_export_bucket_in_another_region_is_refused(stack, prebuilt):
+    layer = InvocationHistoryLayer(stack, "History", code=prebuilt)
+    bucket = s3.Bucket.from_bucket_attributes(stack, "Exports", bucket_name="team-exports", region="us-east-1")
+    with pytest.raises(ValueError, match=r"cannot export function 'Api' \(eu-west-1\) to a bucket in us-east-1: the "
+                                         r"extension writes to S3 in the function's region: pass a bucket in eu-west-1"):
+        layer.add_function(python_function(stack), export_bucket=bucket)
+    assert policy_statements(stack) == []
 
 
 # ---- building: local Rust, Docker, neither --------------------------------------------------------------------------

@@ -19,9 +19,12 @@ from stacks.history_dashboard import (
     INVOCATION_DURATION,
     INVOCATIONS_SERVED,
 )
+from stacks.demo_stack import EXPORT_EXPIRE_DAYS_CONTEXT_KEY, parse_expire_days
 from stacks.invocation_history_layer import (
     DEFAULT_METRICS_NAMESPACE,
     ENV_EXEC_WRAPPER,
+    ENV_EXPORT_S3_BUCKET,
+    ENV_EXPORT_S3_PREFIX,
     ENV_HTTP_PORT,
     ENV_RUNTIME_PROXY,
     ENV_RUNTIME_PROXY_PORT,
@@ -164,21 +167,89 @@ def test_demo_function_has_the_layer_of_its_architecture(templates, construct_id
     }).test(fn["Properties"]).is_success
 
 
+def _export_bucket(t: Template) -> tuple[str, dict]:
+    (found,) = t.find_resources("AWS::S3::Bucket").items()
+    return found
+
+
+def _exports_to_the_bucket(t: Template) -> dict:
+    """The export variables of a demo function: the stack's bucket under the default prefix."""
+    return {ENV_EXPORT_S3_BUCKET: {"Ref": _export_bucket(t)[0]}, ENV_EXPORT_S3_PREFIX: "invocation-history/"}
+
+
 @pytest.mark.parametrize("construct_id", ["GoSample", "PythonSample"])
 def test_demo_samples_run_without_the_proxy(templates, construct_id):
-    # the original samples keep the default configuration: only the port is written
-    _, fn = _function(templates[cdk_app.DEMO_STACK], construct_id)
-    assert fn["Properties"]["Environment"]["Variables"] == {ENV_HTTP_PORT: "1203"}
+    # the original samples keep the default configuration but for the export: the port, the bucket and the prefix
+    t = templates[cdk_app.DEMO_STACK]
+    _, fn = _function(t, construct_id)
+    assert fn["Properties"]["Environment"]["Variables"] == {ENV_HTTP_PORT: "1203", **_exports_to_the_bucket(t)}
 
 
 def test_demo_proxy_sample_runs_the_runtime_through_the_wrapper(templates):
     # GIVEN the third sample, the Python one with proxy mode on: on Lambda (unlike on the RIE) the managed runtime
     # applies the exec wrapper, so this function is where the wrapper runs for real
-    _, fn = _function(templates[cdk_app.DEMO_STACK], "PythonProxySample")
+    t = templates[cdk_app.DEMO_STACK]
+    _, fn = _function(t, "PythonProxySample")
     assert fn["Properties"]["Environment"]["Variables"] == {
         ENV_HTTP_PORT: "1203", ENV_RUNTIME_PROXY: "on", ENV_RUNTIME_PROXY_PORT: "9009",
-        ENV_EXEC_WRAPPER: WRAPPER_PATH,
+        ENV_EXEC_WRAPPER: WRAPPER_PATH, **_exports_to_the_bucket(t),
     }
+
+
+def test_demo_export_bucket_is_private_encrypted_and_expires(templates):
+    t = templates[cdk_app.DEMO_STACK]
+    bucket_id, bucket = _export_bucket(t)
+    props = bucket["Properties"]
+    # encrypted at rest with S3-managed keys (no KMS key, no per-object KMS call)
+    assert props["BucketEncryption"] == {"ServerSideEncryptionConfiguration": [
+        {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}
+    # no public access of any kind, no ACLs
+    assert props["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True, "RestrictPublicBuckets": True}
+    assert props["OwnershipControls"] == {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
+    # every object expires after cdk.json's default number of days
+    assert props["LifecycleConfiguration"] == {"Rules": [
+        {"Id": "ExpireExports", "Status": "Enabled", "ExpirationInDays": 30}]}
+    # kept when the stack is deleted: exported data is never deleted by cdk destroy
+    assert (bucket["DeletionPolicy"], bucket["UpdateReplacePolicy"]) == ("Retain", "Retain")
+    assert t.to_json()["Outputs"]["ExportBucketName"]["Value"] == {"Ref": bucket_id}
+
+
+def test_demo_export_bucket_refuses_requests_without_tls(templates):
+    t = templates[cdk_app.DEMO_STACK]
+    bucket_id, _ = _export_bucket(t)
+    (policy,) = t.find_resources("AWS::S3::BucketPolicy").values()
+    assert policy["Properties"]["Bucket"] == {"Ref": bucket_id}
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    # only denials: the bucket policy grants nobody anything
+    assert {s["Effect"] for s in statements} == {"Deny"}
+    bucket_and_objects = [{"Fn::GetAtt": [bucket_id, "Arn"]},
+                          {"Fn::Join": ["", [{"Fn::GetAtt": [bucket_id, "Arn"]}, "/*"]]}]
+    assert {"Action": "s3:*", "Effect": "Deny", "Principal": {"AWS": "*"}, "Resource": bucket_and_objects,
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}}} in statements
+    assert {"Action": "s3:*", "Effect": "Deny", "Principal": {"AWS": "*"}, "Resource": bucket_and_objects,
+            "Condition": {"NumericLessThan": {"s3:TlsVersion": 1.2}}} in statements
+
+
+def test_demo_export_expiry_comes_from_the_context(tmp_path):
+    # GIVEN the expiry context key on the command line (`-c invocationHistory:exportExpireDays=7` gives text)
+    app = new_app(tmp_path, **{EXPORT_EXPIRE_DAYS_CONTEXT_KEY: "7"})
+    stacks = cdk_app.create_stacks(app, ENV)
+    # THEN the bucket's objects expire after that many days
+    Template.from_stack(stacks[cdk_app.DEMO_STACK]).has_resource_properties("AWS::S3::Bucket", {
+        "LifecycleConfiguration": {"Rules": [{"Id": "ExpireExports", "Status": "Enabled", "ExpirationInDays": 7}]}})
+
+
+@pytest.mark.parametrize("value,days", [(None, 30), ("", 30), (1, 1), ("14", 14), (" 90 ", 90), (36_500, 36_500)])
+def test_expiry_context_accepts_whole_days(value, days):
+    assert parse_expire_days(value) == days
+
+
+@pytest.mark.parametrize("value", [0, "0", -1, "-1", 36_501, "seven", 1.5, "1.5", True])
+def test_expiry_context_rejects_anything_but_whole_days(value):
+    with pytest.raises(ValueError, match=rf"context invocationHistory:exportExpireDays is {re.escape(repr(value))}: "
+                                         r"pass a whole number of days from 1 to 36500, or leave it out for 30"):
+        parse_expire_days(value)
 
 
 def test_demo_functions_log_to_their_own_short_lived_log_group(templates):
@@ -195,7 +266,8 @@ def test_demo_is_not_publicly_invocable(templates):
     t.resource_count_is("AWS::Lambda::Permission", 0)
     t.resource_count_is("AWS::Lambda::Function", 3)
     assert set(t.find_outputs("*")) >= {
-        "GoSampleFunctionName", "PythonSampleFunctionName", "PythonProxySampleFunctionName", "DashboardName"}
+        "GoSampleFunctionName", "PythonSampleFunctionName", "PythonProxySampleFunctionName", "DashboardName",
+        "ExportBucketName"}
 
 
 def dashboard_body(t: Template) -> dict:
@@ -273,7 +345,7 @@ def test_demo_dashboard_graphs_only_this_stacks_functions_in_its_region(template
 
 
 @pytest.mark.parametrize("stack", [cdk_app.DEMO_STACK, cdk_app.CONTAINER_STACK])
-def test_function_roles_may_only_write_their_own_logs(templates, stack):
+def test_function_roles_may_only_write_their_own_logs_and_exports(templates, stack):
     t = templates[stack]
     # no managed policies (AWSLambdaBasicExecutionRole writes to any log group)
     t.all_resources_properties("AWS::IAM::Role", {"ManagedPolicyArns": Match.absent()})
@@ -281,6 +353,12 @@ def test_function_roles_may_only_write_their_own_logs(templates, stack):
     assert len(policies) == len(t.find_resources("AWS::Lambda::Function"))
     for policy in policies.values():
         statements = policy["Properties"]["PolicyDocument"]["Statement"]
+        if stack == cdk_app.DEMO_STACK:
+            # the demo's samples also export: PutObject under the export prefix of the stack's bucket, nothing more
+            bucket_id, _ = _export_bucket(t)
+            *statements, export = statements
+            assert export == {"Action": "s3:PutObject", "Effect": "Allow", "Resource": {"Fn::Join": [
+                "", [{"Fn::GetAtt": [bucket_id, "Arn"]}, "/invocation-history/*"]]}}
         (statement,) = statements
         assert statement["Effect"] == "Allow"
         assert statement["Action"] == ["logs:CreateLogStream", "logs:PutLogEvents"]
