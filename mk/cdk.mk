@@ -46,3 +46,7 @@ NODE_RIC := .local/node-ric/node_modules/.bin/aws-lambda-ric
 node-ric: $(NODE_RIC) ## the Node.js runtime interface client (npm aws-lambda-ric; a native build) for Node.js functions under `make up`
 $(NODE_RIC):
 	npm install --prefix .local/node-ric --no-audit --no-fund --loglevel=error aws-lambda-ric@4.0.2
+
+# The integration tests start the app locally when nothing is deployed (tests/integration/conftest.py): on an x86_64
+# machine the arm64 Go sample needs qemu-user there too.
+test-py: $(if $(filter x86_64,$(HOST_ARCH)),qemu-user)

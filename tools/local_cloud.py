@@ -620,6 +620,29 @@ class LocalFunction:
 
 
 # -- the Invoke API endpoint ---------------------------------------------------------------------------------------
+#: The keys of the error answer a runtime interface client posts to /runtime/invocation/<id>/error.
+_ERROR_KEYS = {"errorMessage", "errorType", "requestId", "stackTrace", "cause"}
+
+
+def function_error(payload: bytes) -> tuple[bytes, str | None]:
+    """The answer of an invoke as Lambda gives it, and its X-Amz-Function-Error (None: no error).
+
+    The RIE marks no function error: it answers 200 with the runtime's error object, or, after a timeout, with the
+    text "Task timed out after N seconds" (not JSON, so no function's answer: runtimes answer JSON). The timeout is
+    given Lambda's shape; an error object is recognised by its keys (a function returning exactly such an object
+    would be taken for an error: the one guess made here).
+    """
+    if payload.startswith(b"Task timed out after"):
+        return json.dumps({"errorType": "Sandbox.Timedout", "errorMessage": payload.decode()}).encode(), "Unhandled"
+    try:
+        answer = json.loads(payload)
+    except ValueError:
+        return payload, None
+    if isinstance(answer, dict) and {"errorMessage", "errorType"} <= answer.keys() <= _ERROR_KEYS:
+        return payload, "Unhandled"
+    return payload, None
+
+
 _INVOKE_PATH = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations$")
 _ARN = re.compile(r"^(?:arn:[^:]+:lambda:[^:]*:)?(?:\d{12}:)?(?:function:)?([^:]+)(?::([^:]+))?$")
 
@@ -707,6 +730,10 @@ class _InvokeHandler(http.server.BaseHTTPRequestHandler):
                 payload = response.read(MAX_PAYLOAD_BYTES + 1)
                 kept = {k: v for k, v in response.getheaders() if k.lower().startswith("x-amz-")}
                 kept["X-Amz-Executed-Version"] = "$LATEST"
+                if response.status == 200:
+                    payload, error = function_error(payload)
+                    if error:
+                        kept["X-Amz-Function-Error"] = error
                 return response.status, payload, kept
             finally:
                 connection.close()

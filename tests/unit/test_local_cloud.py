@@ -18,6 +18,7 @@ from tools.local_cloud import (
     LocalFunction,
     Resolver,
     Unresolvable,
+    function_error,
     function_name_and_qualifier,
     unpack_asset,
 )
@@ -341,3 +342,22 @@ def test_a_zip_entry_outside_the_directory_is_refused(tmp_path):
     with pytest.raises(ValueError, match="outside the directory"):
         unpack_asset(Asset(archive_path, "file"), tmp_path / "opt")
     assert not (tmp_path / "escaped.txt").exists()
+
+
+@pytest.mark.parametrize(
+    "payload,expected",
+    [
+        (b'{"ok": 1}', (b'{"ok": 1}', None)),
+        (b'"Task timed out after 1.00 seconds"', (b'"Task timed out after 1.00 seconds"', None)),  # a function's text
+        (b"null", (b"null", None)),
+        (b'{"errorMessage": "boom", "errorType": "ValueError", "requestId": "r", "stackTrace": []}',
+         (b'{"errorMessage": "boom", "errorType": "ValueError", "requestId": "r", "stackTrace": []}', "Unhandled")),
+        # an answer that merely mentions errors is an answer
+        (b'{"errorMessage": "none", "errorType": "none", "result": 3}',
+         (b'{"errorMessage": "none", "errorType": "none", "result": 3}', None)),
+        (b"Task timed out after 3.00 seconds",
+         (b'{"errorType": "Sandbox.Timedout", "errorMessage": "Task timed out after 3.00 seconds"}', "Unhandled")),
+    ],
+)
+def test_function_errors_are_marked_as_lambda_marks_them(payload, expected):
+    assert function_error(payload) == expected
