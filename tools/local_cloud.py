@@ -710,7 +710,17 @@ class _InvokeHandler(http.server.BaseHTTPRequestHandler):
         if invocation_type == "DryRun":
             return self._reply(204, b"", {})
         if invocation_type == "Event":
-            threading.Thread(target=self._forward, args=(function, body), daemon=True).start()
+            # Queued behind the function's other invokes; each waiting event holds one of the endpoint's slots.
+            if not self.server.slots.acquire(blocking=False):
+                return self._error(429, "TooManyRequestsException", "Rate exceeded: too many events waiting")
+
+            def deliver() -> None:
+                try:
+                    self._forward(function, body)
+                finally:
+                    self.server.slots.release()
+
+            threading.Thread(target=deliver, daemon=True).start()
             return self._reply(202, b"", {})
         status, payload, headers = self._forward(function, body)
         self._reply(status, payload, headers)
@@ -767,6 +777,12 @@ class LocalCloud:
 
     def __init__(self, assembly: Path, outputs_file: Path | None = None, port: int = 0,
                  region: str = DEFAULT_REGION) -> None:  # fmt: skip
+        if outputs_file is not None and outputs_file.exists():
+            # Removed at exit: never take over a file this run did not write (a deployment's outputs, say).
+            raise FileExistsError(
+                f"{outputs_file} exists: another local cloud uses it, one that was killed left it, or it holds "
+                "a deployment's outputs; remove it or choose another --outputs-file"
+            )
         self.assembly = Assembly(assembly, region)
         self.outputs_file = outputs_file
         self.port = port
@@ -879,15 +895,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--region", default=DEFAULT_REGION, help=f"AWS_REGION of the functions (default: {DEFAULT_REGION})")
     args = parser.parse_args(argv)
 
-    started = time.monotonic()
-    if args.synth:
-        synthesize(args.assembly)
-        print(f"synthesized into {args.assembly} in {time.monotonic() - started:.1f} s", flush=True)
-        started = time.monotonic()
     stopping = threading.Event()
     # SIGTERM stops as Ctrl-C does (SIGINT is already KeyboardInterrupt while starting).
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     try:
+        started = time.monotonic()
+        if args.synth:
+            synthesize(args.assembly)
+            print(f"synthesized into {args.assembly} in {time.monotonic() - started:.1f} s", flush=True)
+            started = time.monotonic()
         with LocalCloud(args.assembly, args.outputs_file, args.port, args.region) as cloud:
             signal.signal(signal.SIGINT, lambda *_: stopping.set())
             print(cloud.describe(), flush=True)
@@ -904,7 +920,10 @@ def main(argv: list[str] | None = None) -> int:
                     args.status_file.unlink(missing_ok=True)
             print("stopping...", flush=True)
     except KeyboardInterrupt:
-        pass
+        return 130  # interrupted before it was up
+    except (OSError, RuntimeError, ValueError, subprocess.CalledProcessError) as error:
+        print(f"local_cloud: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -15,6 +15,7 @@ from tools.local_cloud import (
     Asset,
     Assembly,
     FunctionSpec,
+    LocalCloud,
     LocalFunction,
     Resolver,
     Unresolvable,
@@ -361,3 +362,13 @@ def test_a_zip_entry_outside_the_directory_is_refused(tmp_path):
 )
 def test_function_errors_are_marked_as_lambda_marks_them(payload, expected):
     assert function_error(payload) == expected
+
+
+def test_an_outputs_file_it_did_not_write_is_never_taken_over(assembly_dir, tmp_path):
+    # GIVEN an outputs file already there (a deployment's, say): the local cloud removes its own at exit
+    deployed = tmp_path / "cdk-outputs.json"
+    deployed.write_text('{"Stack": {"Fn": "deployed-name"}}')
+    # WHEN a local cloud is asked to write there; THEN it refuses, and the file is untouched
+    with pytest.raises(FileExistsError, match="remove it or choose another --outputs-file"):
+        LocalCloud(assembly_dir, outputs_file=deployed)
+    assert deployed.read_text() == '{"Stack": {"Fn": "deployed-name"}}'
