@@ -171,3 +171,8 @@ def test_stop_leaves_nothing_behind(cloud, tmp_path):
     assert not (tmp_path / "outputs.json").exists()
     assert not cloud.workdir.exists()
     assert not any(Path(f.lambda_._tmp).exists() for f in cloud.functions.values())
+
+
+def test_dry_run_and_event_invocations_are_answered_as_lambda_answers_them(client):
+    assert client.invoke(FunctionName="App-Inline", InvocationType="DryRun")["StatusCode"] == 204
+    assert client.invoke(FunctionName="App-Inline", InvocationType="Event", Payload=b"{}")["StatusCode"] == 202
