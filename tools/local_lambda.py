@@ -171,7 +171,7 @@ class LocalLambda:
             bootstrap = ["/opt/bootstrap"]
             env.update({"AWS_LAMBDA_MAX_CONCURRENCY": str(self.managed_instances), "INVOCATION_HISTORY_TEST_RIE": str(RIE)})
             rie = [str(MANAGED_INSTANCES_SCRIPT)]
-        (self.opt / "extensions").mkdir(parents=True)
+        (self.opt / "extensions").mkdir(parents=True, exist_ok=True)  # layers may already be unpacked there
         self.state = self._tmp / "state"
         self.state.mkdir()
         STATE_DIR.mkdir(exist_ok=True)  # the mount point; stays empty on the machine itself
