@@ -30,7 +30,7 @@ import re
 import time
 from contextlib import contextmanager
 
-from bench.harness import BenchLambda, Counts, cleanup_all, interleaved, ratio, rotated, sampled, summary
+from bench.harness import BenchLambda, Counts, cleanup_all, interleaved, ratio, rotated, sampled, start_all, summary, wait_until
 from tools.local_s3 import LocalS3
 
 BUCKET = "bench-export"
@@ -136,14 +136,7 @@ def local_s3():
 def pair(s3: LocalS3, mode: str, prefix: str) -> dict[str, BenchLambda]:
     """Export off and on, side by side, in one RIE mode; started."""
     managed = MODES[mode]
-    envs = {"off": BenchLambda("ours", managed=managed), "on": BenchLambda("ours", env=export_env(s3, prefix), managed=managed)}
-    try:
-        for local in envs.values():
-            local.start()
-    except BaseException:
-        cleanup_all(envs)
-        raise
-    return envs
+    return start_all({"off": BenchLambda("ours", managed=managed), "on": BenchLambda("ours", env=export_env(s3, prefix), managed=managed)})
 
 
 def export_counters(local: BenchLambda) -> dict:
@@ -161,9 +154,13 @@ def latency(s3: LocalS3, mode: str, counts: Counts) -> tuple[dict, dict]:
     try:
         samples = interleaved(envs, counts.export_invokes, counts.warmup)
         served = counts.export_invokes + counts.warmup
-        if mode == "managedInstances":  # records are complete once telemetry reports them; batches follow
-            time.sleep(0.5)
+        if mode == "managedInstances":
+            # Records are complete once telemetry has reported them; their full batches go out then.
+            full = served // EXPORT_MAX_INVOCATIONS * EXPORT_MAX_INVOCATIONS
+            wait_until(lambda: export_counters(envs["on"])["invocations"] >= full, 10.0, interval=0.02)
         before_shutdown = export_counters(envs["on"])
+        if "export" in envs["off"].get_json("/environment"):
+            raise RuntimeError(f"export {mode}: the environment without the export variables runs an export")
         codes = {setting: local.stop() for setting, local in envs.items()}
         logs = {setting: local.logs() for setting, local in envs.items()}
     finally:
