@@ -4,8 +4,8 @@ on one connection and under load. Runs inside the memory scenario, which fills t
 
 Beside each sequential measurement, in the same loadgen run and on the same connection, the URLs
 taking turns in a rotating order: a noise floor, the cheapest answer the same server gives (a GET of
-a path it does not serve: the router's 404 JSON, no store, no encoder), and /invocations?limit=1 (531
-bytes here, the same handler as limit=100). Whatever the machine's scheduling does to the tail falls
+a path it does not serve: the router's 404 JSON, no store, no encoder), and /invocations?limit=1 (one
+record, the same handler as limit=100). Whatever the machine's scheduling does to the tail falls
 on the floor and the measured request alike, so "last 100 p99 minus floor p99" is what answering
 100 records adds over a trivial answer. The raw p99 stays the target's value; the floor is beside it.
 """
