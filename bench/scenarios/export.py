@@ -179,7 +179,8 @@ def post_invoke(logs: dict[str, str], invokes: int) -> dict:
     samples = {s: post_invoke_ms(logs[s])[-invokes:] for s in SETTINGS}
     for setting, got in samples.items():
         if len(got) != invokes:
-            raise RuntimeError(f"post-invoke {setting}: {len(got)} invocations with RTDONE and REPORT lines in the RIE's log, expected {invokes}")
+            raise RuntimeError(f"post-invoke {setting}: {len(got)} invocations with RTDONE and REPORT lines in the RIE's log, expected {invokes} "
+                               "(the cold invocation's REPORT, with its Init Duration, is not one: --warmup must be at least 1)")
     result = {s: summary(samples[s]) for s in SETTINGS}
     result["addedMs"] = {k: round(result["on"][k] - result["off"][k], 4) for k in ("mean", "p50", "p99")}
     return result
