@@ -52,7 +52,8 @@ def post_invoke_ms(log: str) -> list[float]:
     the runtime's answer until every extension asked for its next event, as the RIE logs them. An
     RTDONE line has no request id: it belongs to the INVOKE START before it, if that invocation has
     not been REPORTed yet (the RIE runs one invocation at a time in its standard mode). Invocations
-    missing either line are left out."""
+    missing either line are left out, and so is the cold one: its REPORT has an Init Duration, and
+    its Duration counts the init."""
     runtime_done: dict[str, float] = {}
     out = []
     current = None

@@ -15,29 +15,34 @@ from bench.scenarios import export
 from bench.targets import EXPORT_TARGETS
 from tools.local_lambda import EXTENSION, RIE
 
-# The RIE's own lines (INFO level), as it writes them for two invocations, the first without RTDONE
-# (a runtime that never answered); the extension's lines in between are left out.
-A, B = "6f0c7a4e-0000-4000-8000-00000000000a", "6f0c7a4e-0000-4000-8000-00000000000b"
-RIE_LOG = f"""START RequestId: {A} Version: $LATEST
-29 Nov 2026 21:56:46,912 [INFO] (rapid) INVOKE START(requestId: {A})
-END RequestId: {A}
-REPORT RequestId: {A}\tDuration: 3000.00 ms\tBilled Duration: 3000 ms\tMemory Size: 3008 MB\tMax Memory Used: 3008 MB\t
+# The RIE's own lines (INFO level), as it writes them for three invocations: the cold one (its REPORT
+# has an Init Duration and its Duration counts the init), one without RTDONE (a runtime that never
+# answered), and a warm one; the extension's lines in between are left out.
+A, B, C = (f"6f0c7a4e-0000-4000-8000-00000000000{x}" for x in "abc")
+RIE_LOG = f"""29 Nov 2026 22:09:14,094 [INFO] (rapid) INIT REPORT(durationMs: 11.833000)
+29 Nov 2026 22:09:14,094 [INFO] (rapid) INVOKE START(requestId: {A})
+29 Nov 2026 22:09:14,095 [INFO] (rapid) INVOKE RTDONE(status: success, produced bytes: 0, duration: 0.833000ms)
+REPORT RequestId: {A}\tInit Duration: 0.04 ms\tDuration: 13.51 ms\tBilled Duration: 14 ms\tMemory Size: 3008 MB\tMax Memory Used: 3008 MB\t
 START RequestId: {B} Version: $LATEST
-29 Nov 2026 21:56:46,913 [INFO] (rapid) INVOKE START(requestId: {B})
-29 Nov 2026 21:56:46,913 [INFO] (rapid) INVOKE RTDONE(status: success, produced bytes: 0, duration: 0.267000ms)
+29 Nov 2026 22:09:14,096 [INFO] (rapid) INVOKE START(requestId: {B})
 END RequestId: {B}
-REPORT RequestId: {B}\tDuration: 0.32 ms\tBilled Duration: 1 ms\tMemory Size: 3008 MB\tMax Memory Used: 3008 MB\t
+REPORT RequestId: {B}\tDuration: 3000.00 ms\tBilled Duration: 3000 ms\tMemory Size: 3008 MB\tMax Memory Used: 3008 MB\t
+START RequestId: {C} Version: $LATEST
+29 Nov 2026 22:09:17,096 [INFO] (rapid) INVOKE START(requestId: {C})
+29 Nov 2026 22:09:17,096 [INFO] (rapid) INVOKE RTDONE(status: success, produced bytes: 0, duration: 0.267000ms)
+END RequestId: {C}
+REPORT RequestId: {C}\tDuration: 0.32 ms\tBilled Duration: 1 ms\tMemory Size: 3008 MB\tMax Memory Used: 3008 MB\t
 """
 
 
 def test_post_invoke_time_is_report_minus_its_own_runtime_done():
-    # GIVEN the RIE's log of an invocation without RTDONE and one with
+    # GIVEN the RIE's log of a cold invocation, one without RTDONE and a warm one
     # WHEN the scenario reads the post-invoke times from it
     got = export.post_invoke_ms(RIE_LOG)
-    # THEN only the complete invocation counts, as its REPORT Duration minus its RTDONE duration
+    # THEN only the warm, complete invocation counts, as its REPORT Duration minus its RTDONE duration
     assert got == [round(0.32 - 0.267, 3)]
-    # ... and a log in another order pairs nothing with the wrong invocation
-    assert export.post_invoke_ms(RIE_LOG.replace(f"INVOKE START(requestId: {B})", "")) == []
+    # ... and without its INVOKE START line, its RTDONE is not taken for the unanswered one before it
+    assert export.post_invoke_ms(RIE_LOG.replace(f"INVOKE START(requestId: {C})", "")) == []
 
 
 def batch(*lines: dict) -> bytes:
