@@ -50,8 +50,8 @@ REPORT = re.compile(r"REPORT RequestId: ([0-9a-f-]+)\s+Duration: ([0-9.]+) ms")
 def post_invoke_ms(log: str) -> list[float]:
     """Per invocation, in the order they ran: REPORT Duration - RTDONE duration (ms), the time from
     the runtime's answer until every extension asked for its next event, as the RIE logs them. An
-    RTDONE line has no request id: it belongs to the INVOKE START before it, if that invocation has
-    not been REPORTed yet (the RIE runs one invocation at a time in its standard mode). Invocations
+    RTDONE line has no request id: it belongs to the INVOKE START before it (the RIE runs one
+    invocation at a time in its standard mode), and pairs with that invocation's REPORT after it. Invocations
     missing either line are left out, and so is the cold one: its REPORT has an Init Duration, and
     its Duration counts the init."""
     runtime_done: dict[str, float] = {}
@@ -67,8 +67,6 @@ def post_invoke_ms(log: str) -> list[float]:
             rid, total = reported.groups()
             if rid in runtime_done:
                 out.append(round(float(total) - runtime_done.pop(rid), 3))
-            if rid == current:
-                current = None  # its RTDONE never came; a later one is not its
     return out
 
 
