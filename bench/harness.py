@@ -75,6 +75,8 @@ class Counts:
     proxy_body_invokes: int = 20
     proxy_body_bytes: int = 6 * MIB - 4096  # Lambda's limit is 6 MB (MiB) including its framing
     telemetry_starts: int = 10
+    export_invokes: int = 1000
+    export_shutdowns: int = 5
 
     # Scenario 2b: a tenth of scenario 2's counts (each invoke takes function_work_ms longer).
     @property
@@ -90,6 +92,7 @@ QUICK = Counts()
 FULL = Counts(
     cold_starts=40, warmup=1000, warm_invokes=10_000, memory_invokes=100_000, memory_samples=40,
     api_requests=2000, load_seconds=10.0, proxy_invokes=10_000, proxy_body_invokes=100, telemetry_starts=40,
+    export_invokes=10_000, export_shutdowns=20,
 )  # fmt: skip
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from bench.harness import ARCHES, CONFIGS, FLOORS, MIB, ratio, say
 from bench.scenarios.proxy import CONFIGS as PROXY_CONFIGS
+from bench import targets
 from bench.targets import TARGETS
 
 COLORS = {"baseline": "#9e9e9e", "floor": "#4c72b0", "floor-go": "#9bb4d9", "ours": "#dd8452"}
@@ -61,11 +62,18 @@ def table(results: dict) -> str:
             add(f"  {'heap bytes/record (crate measurement)':35}{pad}{fmt(results['heapBytesPerRecord'], 0):>9}")
     if api := results.get("localApi"):
         add("local API (ms)                          p50       p90       p99     req/s")
-        for key, label in (("last100", "/invocations?limit=100, 1 conn"), ("fullStore", "/invocations (full store), 1 conn"),
-                           ("last100Load", f"limit=100, {api['last100Load']['connections']} conns"),
-                           ("fullStoreLoad", f"full store, {api['fullStoreLoad']['connections']} conns")):  # fmt: skip
+        rows = [("last100", "/invocations?limit=100, 1 conn"), ("fullStore", "/invocations (full store), 1 conn"),
+                ("last100Load", f"limit=100, {api['last100Load']['connections']} conns"),
+                ("fullStoreLoad", f"full store, {api['fullStoreLoad']['connections']} conns")]  # fmt: skip
+        if "noiseFloor" in api:  # runs before the noise floor was measured have none
+            rows[1:1] = [("noiseFloor", "  noise floor (404), interleaved"), ("limit1", "  ?limit=1, interleaved")]
+            rows[4:4] = [("noiseFloorWithFullStore", "  noise floor (404), interleaved")]
+        for key, label in rows:
             r = api[key]
             add(f"  {label:35} {fmt(r['p50Ms']):>6} {fmt(r['p90Ms']):>9} {fmt(r['p99Ms']):>9} {r['rps']:>9.0f}")
+        for key, label in (("last100", "last 100 minus noise floor"), ("fullStore", "full store minus noise floor")):
+            if over := api.get("overNoiseFloor", {}).get(key):
+                add(f"  {label:35} {fmt(over['p50Ms']):>6} {fmt(over['p90Ms']):>9} {fmt(over['p99Ms']):>9}")
     if zips := results.get("zipSize"):
         add(f"{'layer zip (bytes)':37}" + "".join(f"{c:>9}" for c in (*FLOORS, "ours")) + "".join(f"{'ours/' + f:>14}" for f in FLOORS))
         for arch in ARCHES:
@@ -89,6 +97,8 @@ def table(results: dict) -> str:
             r = tel[mode]
             for p in ("p50", "p90"):
                 add(f"  {label + ' ' + p + ', n=' + str(r['on']['n']):45} {fmt(r['off'][p]):>8} {fmt(r['on'][p]):>9} {fmt(ratio(r['on'][p], r['off'][p])):>9} {fmt(r['on'][p] - r['off'][p]):>11}")
+    if export := results.get("export"):
+        export_table(export, add)
     for key, mode in modes.items():
         if mode.get("available") is False:
             add(f"{key} mode: not available ({mode['reason']})")
@@ -100,7 +110,37 @@ def table(results: dict) -> str:
         for name, t in tg.items():
             met = {True: "met", False: "MISSED", None: "not measured"}[t["met"]]
             add(f"  {name:48} {fmt(t['value'], 3):>9}  {t['unit']:<5} <= {t['limit']:<6g} {met:12} {fmt(t['goPublished'], 3):>9}")
+            if name == targets.LAST100_P99 and (over := (api or {}).get("overNoiseFloor", {}).get("last100")):
+                floor = api["noiseFloor"]["p99Ms"]
+                add(f"    beside it, same run: noise floor p99 {fmt(floor)} ms; last 100 p99 minus floor p99 {fmt(over['p99Ms'])} ms (no target)")
+    if tg := results.get("exportTargets"):
+        if any(t["value"] is not None for t in tg.values()):
+            add(f"{'targets (issue 12)':50} {'value':>9}  {'limit':<16}")
+            for name, t in tg.items():
+                met = {True: "met", False: "MISSED", None: "not measured"}[t["met"]]
+                add(f"  {name:48} {fmt(t['value'], 3):>9}  {t['unit']:<5} <= {t['limit']:<6g} {met}")
     return "\n".join(lines)
+
+
+def export_table(export: dict, add) -> None:
+    """Scenario 7: the S3 export on against off."""
+    add(f"S3 export, a batch every {export['maxInvocations']} invocations (ms)   off        on     on/off    added ms")
+    for mode, label in (("standard", "RIE standard"), ("managedInstances", "RIE managed instances")):
+        r = export["latency"][mode]
+        for p in ("p50", "p99"):
+            add(f"  {'warm invoke, ' + label + ' ' + p + ', n=' + str(r['on']['n']):45} {fmt(r['off'][p]):>8} {fmt(r['on'][p]):>9} {fmt(ratio(r['on'][p], r['off'][p])):>9} {fmt(r['on'][p] - r['off'][p]):>11}")
+    post = export["postInvoke"]
+    for k in ("mean", "p99"):
+        add(f"  {'post-invoke (REPORT - RTDONE) ' + k + ', n=' + str(post['on']['n']):45} {fmt(post['off'][k]):>8} {fmt(post['on'][k]):>9} {fmt(ratio(post['on'][k], post['off'][k])):>9} {fmt(post['on'][k] - post['off'][k]):>11}")
+    add(f"    uploads in the post-invoke window: {post['windowUploads']} (the RIE's standard mode has no telemetry: batches wait for SHUTDOWN)")
+    sd = export["shutdown"]
+    for p in ("p50", "p90"):
+        add(f"  {'SIGTERM -> exit, final batch ' + p + ', n=' + str(sd['on']['n']):45} {fmt(sd['off'][p], 1):>8} {fmt(sd['on'][p], 1):>9} {fmt(ratio(sd['on'][p], sd['off'][p])):>9} {fmt(sd['on'][p] - sd['off'][p], 1):>11}")
+    w = export["written"]
+    per = w[next(k for k in w if k.startswith("per"))]
+    add(f"  written per {per['invocations']:,} invocations ({w['mode']}): {fmt(per['objects'], 1)} objects, "
+        f"{per['compressedBytes']:,} bytes gzip ({per['ndjsonBytes']:,} NDJSON), gzip ratio {fmt(per['gzipRatio'], 2)}; "
+        f"{w['distinctInvocations']:,} of {w['invocationLines']:,} invocation lines distinct")  # fmt: skip
 
 
 def chart(results: dict, path: Path) -> bool:

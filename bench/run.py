@@ -16,8 +16,9 @@ with a function that works 10 ms), 3 extension memory (RSS; heap per record from
 measurement), 4 local API latency and load, 5 layer zip size, and the optional modes, when
 /environment's features show the extension has them: the Runtime API proxy (ours with the proxy on
 against ours without it: added latency, a 6 MB answer) and telemetry (start-up with the subscription
-against telemetry off, on the RIE's standard and managed-instances modes). The targets of issue 11
-are checked beside the Go extension's last published figures. Results go to bench/results/<date>.json
+against telemetry off, on the RIE's standard and managed-instances modes); 7 the S3 export to a
+local S3 (moto), on against off. The targets of issue 11 are checked beside the Go extension's last
+published figures, and issue 12's for the export. Results go to bench/results/<date>.json
 and <date>.png (bench/results/tmp/ for a quick run, so it never replaces the published one), and a
 table to stdout.
 
@@ -42,9 +43,9 @@ from typing import Callable
 
 from bench import report, targets
 from bench.harness import BENCH, FULL, OURS_ENV, QUICK, ROOT, BenchLambda, Counts, build_programs, extension_build, machine, say
-from bench.scenarios import MODES, cold_start, memory, optional_modes, warm_invoke, zip_size
+from bench.scenarios import MODES, cold_start, export, memory, optional_modes, warm_invoke, zip_size
 
-SCENARIOS = ("cold", "warm", "warm-work", "memory", "zip", "heap", "proxy", "telemetry")
+SCENARIOS = ("cold", "warm", "warm-work", "memory", "zip", "heap", "proxy", "telemetry", "export")
 # Earlier names, still accepted: the heap measurement was the Go store's benchmark.
 SCENARIO_ALIASES = {"gobench": "heap"}
 
@@ -123,10 +124,14 @@ def main(argv: list[str] | None = None) -> dict:
         finally:
             local.cleanup()
     results["optionalModes"] = optional_modes(environment or {}, counts, chosen, timings)
+    if "export" in chosen:
+        run(f"S3 export to a local S3: {counts.export_invokes} interleaved invokes on vs off per RIE mode, {counts.export_shutdowns} shutdowns each",
+            "export", lambda: export.run(counts))  # fmt: skip
     results["features"] = (environment or {}).get("features")
     go = targets.published_go()
     results["goPublished"] = {k: v for k, v in go.items() if k != "values"}
     results["targets"] = targets.check(results, go)
+    results["exportTargets"] = targets.check_export(results)
     timings["total"] = round(time.perf_counter() - began, 1)
     results["secondsPerScenario"] = timings
 

@@ -1,5 +1,6 @@
 """The targets of issue 11 (the extension in Rust), checked against a run's results, beside the
-figures of the Go extension's last published run (read from its results file, by the same rules)."""
+figures of the Go extension's last published run (read from its results file, by the same rules);
+and those of issue 12 (the S3 export), which the Go extension never had."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from bench.harness import ARCHES, BENCH, MIB
 PUBLISHED_GO = BENCH / "results/2026-11-23.json"
 STORE_RECORDS = 10_000  # the store the memory and full-store targets are stated for
 LONG_RUN_INVOKES = 100_000  # the run the RSS growth target is stated for
+LAST100_P99 = "/invocations last 100 records p99"
 
 # name -> (unit, limit). "Met" means value <= limit.
 TARGETS = {
@@ -23,7 +25,7 @@ TARGETS = {
     "layer zip x86_64": ("MiB", 1.0),
     "layer zip arm64": ("MiB", 1.0),
     "proxy added latency p50": ("ms", 0.3),
-    "/invocations last 100 records p99": ("ms", 0.25),
+    LAST100_P99: ("ms", 0.25),
     "/invocations full store p99": ("ms", 5.0),
 }
 
@@ -50,7 +52,7 @@ def values(results: dict) -> dict[str, float | None]:
     if latency := results.get("optionalModes", {}).get("proxy", {}).get("latency"):
         out["proxy added latency p50"] = latency["addedMs"]["p50"]
     if api:
-        out["/invocations last 100 records p99"] = api["last100"]["p99Ms"]
+        out[LAST100_P99] = api["last100"]["p99Ms"]
         out["/invocations full store p99"] = api["fullStore"]["p99Ms"] if full_store else None
     return out
 
@@ -77,4 +79,30 @@ def check(results: dict, go: dict | None = None) -> dict:
             "met": None if value is None else value <= limit,
             "goPublished": None if went is None else round(went, 4),
         }
+    return out
+
+
+# Issue 12, the S3 export (bench/scenarios/export.py). The ratio is the worse of the RIE's two modes.
+EXPORT_TARGETS = {
+    "export: warm invoke p50 ratio on/off": ("x", 1.02),
+    "export: SHUTDOWN -> exit with a final batch p50": ("ms", 300.0),
+}
+
+
+def export_values(results: dict) -> dict[str, float | None]:
+    export = results.get("export")
+    if not export:
+        return {}
+    return {
+        "export: warm invoke p50 ratio on/off": max(r["ratios"]["p50 on/off"] for r in export["latency"].values()),
+        "export: SHUTDOWN -> exit with a final batch p50": export["shutdown"]["on"]["p50"],
+    }
+
+
+def check_export(results: dict) -> dict:
+    measured = export_values(results)
+    out = {}
+    for name, (unit, limit) in EXPORT_TARGETS.items():
+        value = measured.get(name)
+        out[name] = {"value": None if value is None else round(value, 4), "unit": unit, "limit": limit, "met": None if value is None else value <= limit}
     return out

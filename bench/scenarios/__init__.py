@@ -6,6 +6,7 @@
     local_api    4  /invocations latency and load on the full store (inside memory's run)
     zip_size     5  the layer zips
     proxy, telemetry   the optional modes, run when /environment's features show the extension has them
+    export       7  the S3 export to a local S3 (moto): latency on vs off, post-invoke time, objects, shutdown
 """
 
 from __future__ import annotations

@@ -55,6 +55,14 @@ def test_quick_run_writes_every_scenario(tmp_path, capsys):
     api = saved["localApi"]
     assert api["last100"]["requests"] == 20 and api["last100"]["errors"] == 0 and api["last100"]["non2xx"] == 0
     assert api["fullStoreLoad"]["rps"] > 0
+    # ... each sequential measurement with its noise floor, interleaved on the same connection: the
+    # router's 404 and ?limit=1, as many requests each, and what the measured one takes over the floor
+    for key, status in (("noiseFloor", 404), ("limit1", 200), ("noiseFloorWithFullStore", 404)):
+        assert api[key]["statuses"] == [status] and api[key]["errors"] == 0, api[key]
+    assert api["noiseFloor"]["requests"] == api["limit1"]["requests"] == 20
+    assert api["noiseFloorWithFullStore"]["requests"] == api["fullStore"]["requests"]
+    over = api["overNoiseFloor"]["last100"]
+    assert over["p99Ms"] == round(api["last100"]["p99Ms"] - api["noiseFloor"]["p99Ms"], 4)
     # and scenario 6: the proxy on against off (the proxy saw every byte of the larger answers), and
     # start-up with telemetry on against off on both RIE modes
     proxy = saved["optionalModes"]["proxy"]
@@ -69,3 +77,4 @@ def test_quick_run_writes_every_scenario(tmp_path, capsys):
     assert saved["targets"]["VmRSS at 10,000 records"]["goPublished"] > 0
     out = capsys.readouterr().out
     assert "Runtime API proxy" in out and "telemetry:" in out and "targets" in out
+    assert "last 100 p99 minus floor p99" in out
