@@ -10,8 +10,10 @@ use std::sync::Arc;
 
 use rustls::ClientConfig;
 use rustls::RootCertStore;
-use rustls::pki_types::CertificateDer;
+use rustls::crypto::{CryptoProvider, KeyProvider};
 use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::sign::SigningKey;
 
 /// What every connection of one client shares: roots, protocol versions, the cryptography.
 #[derive(Clone)]
@@ -39,12 +41,41 @@ impl Tls {
                 roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
             },
         };
-        let config = ClientConfig::builder_with_provider(Arc::new(rustls_graviola::default_provider()))
+        let config = ClientConfig::builder_with_provider(Arc::new(provider()))
             .with_safe_default_protocol_versions()
             .map_err(|e| format!("TLS settings: {e}"))?
             .with_root_certificates(roots)
             .with_no_client_auth();
         Ok(Self { config: Arc::new(config) })
+    }
+}
+
+/// graviola's provider with what a client of S3 uses: AES-GCM suites (the CPU has AES, checked
+/// above), X25519 and P-256 key exchange, and no private keys (no client certificates): what is
+/// not referenced is left out of the binary.
+fn provider() -> CryptoProvider {
+    use rustls_graviola::{kx, suites};
+    let mut provider = rustls_graviola::default_provider();
+    provider.cipher_suites = vec![
+        suites::TLS13_AES_128_GCM_SHA256,
+        suites::TLS13_AES_256_GCM_SHA384,
+        suites::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        suites::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        suites::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+        suites::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+    ];
+    provider.kx_groups = vec![&kx::X25519, &kx::P256];
+    provider.key_provider = &NoPrivateKeys;
+    provider
+}
+
+/// A client without certificates of its own loads no private key.
+#[derive(Debug)]
+struct NoPrivateKeys;
+
+impl KeyProvider for NoPrivateKeys {
+    fn load_private_key(&self, _key: PrivateKeyDer<'static>) -> Result<Arc<dyn SigningKey>, rustls::Error> {
+        Err(rustls::Error::General("the extension loads no private key".to_owned()))
     }
 }
 
