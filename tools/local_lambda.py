@@ -48,15 +48,18 @@ MANAGED_INSTANCES_SCRIPT = ROOT / "tests/local/fixtures/rie-managed-instances.sh
 EXTENSION_BINARIES = ".extension-binaries"
 
 
-def build_example(name: str, out: Path) -> Path:
-    """Builds extension_src/examples/<name>.rs (release, locked, in the extension's target dir) and
-    copies it to `out`, executable."""
-    target = ROOT / "extension_src/target"
-    subprocess.run(
-        ["cargo", "build", "--quiet", "--release", "--locked", "--example", name], cwd=ROOT / "extension_src",
-        check=True, env={**os.environ, "CARGO_TARGET_DIR": str(target)},
-    )  # fmt: skip
-    shutil.copyfile(target / "release/examples" / name, out)
+def build_example(name: str, out: Path, target: str | None = None) -> Path:
+    """Builds extension_src/examples/<name>.rs (release, locked, in the extension's target dir) for this
+    machine or for the Rust `target` (e.g. aarch64-unknown-linux-musl, linked by rust-lld as the layer
+    is) and copies it to `out`, executable."""
+    target_dir = ROOT / "extension_src/target"
+    env = {**os.environ, "CARGO_TARGET_DIR": str(target_dir)}
+    command = ["cargo", "build", "--quiet", "--release", "--locked", "--example", name]
+    if target:
+        command += ["--target", target]
+        env[f"CARGO_TARGET_{target.upper().replace('-', '_')}_LINKER"] = "rust-lld"
+    subprocess.run(command, cwd=ROOT / "extension_src", check=True, env=env)
+    shutil.copyfile(target_dir / (target or "") / "release/examples" / name, out)
     out.chmod(0o755)
     return out
 

@@ -7,13 +7,14 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
 import boto3
 import pytest
 
-from tools.local_lambda import build_example
+from tools.local_lambda import ROOT, build_example
 from tools.local_s3 import REGION, TLS_CA, LocalS3
 
 # The first actions are unauthenticated: the user, its key and policy, and the bucket. After
@@ -91,3 +92,27 @@ def test_over_tls_the_put_checks_the_servers_certificate(s3_put, tmp_path):
         done = put(s3_put, s3.url, "test", "test", BUCKET, "other", body, tmp_path)
         assert done.returncode == 1 and "certificate" in done.stdout, done.stdout + done.stderr
         assert list(s3.objects(BUCKET)) == [KEY]
+
+
+def qemu_aarch64() -> str:
+    found = shutil.which("qemu-aarch64-static") or str(ROOT / ".local/bin/qemu-aarch64-static")
+    if not os.access(found, os.X_OK):
+        pytest.skip("no qemu-aarch64-static to run the arm64 build (make qemu-user)")
+    return found
+
+
+def test_the_arm64_build_speaks_tls_too(tmp_path):
+    # GIVEN the example built for arm64 as the layer is (musl, rust-lld), run under qemu-user: the TLS
+    # cryptography (graviola) has its own aarch64 assembly, which the x86_64 tests never run
+    s3_put_arm64 = build_example("s3_put", tmp_path / "s3_put_arm64", target="aarch64-unknown-linux-musl")
+    runner = tmp_path / "s3_put"
+    runner.write_text(f'#!/bin/sh\nexec {qemu_aarch64()} {s3_put_arm64} "$@"\n')
+    runner.chmod(0o755)
+    with LocalS3(tls=True) as s3:
+        s3.client().create_bucket(Bucket=BUCKET)
+        body = gzip.compress(b'{"awsRequestId":"arm64"}\n')
+        # WHEN it puts an object over https, trusting the test CA
+        done = put(runner, s3.url, "test", "test", BUCKET, KEY, body, tmp_path, SSL_CERT_FILE=str(TLS_CA))
+        # THEN the handshake, the AES-GCM record layer and the signature all held
+        assert done.returncode == 0 and done.stdout.strip() == "ok", done.stdout + done.stderr
+        assert s3.objects(BUCKET) == {KEY: body}
