@@ -18,7 +18,8 @@ import pytest
 from openapi_core import OpenAPI
 from openapi_core.testing import MockRequest, MockResponse
 
-from tools.local_lambda import GO_BOOTSTRAP, ROOT, LocalLambda, free_port, local_api_get, wait_until
+from tests.local.test_proxy import start_proxied
+from tools.local_lambda import GO_BOOTSTRAP, ROOT, LocalLambda, free_port, local_api_get, python_function, wait_until
 from tools.local_s3 import REGION, TLS_CA, LocalS3
 
 SPEC = OpenAPI.from_file_path(str(ROOT / "docs/api/openapi.yaml"))
@@ -132,6 +133,41 @@ def test_on_demand_the_export_goes_out_at_shutdown(s3, start_lambda):
     assert [line["record"]["awsRequestId"] for line in lines] == ids
     assert [line["complete"] for line in lines] == [True, True, False]
     assert "exportInvocations=3" in summary(local.logs())
+
+
+def test_on_demand_with_the_proxy_a_due_batch_goes_out_in_the_post_invoke_window(s3, start_lambda):
+    # GIVEN the standard RIE (no Telemetry API) with the Runtime API proxy on and the runtime behind
+    # the wrapper, a batch due at every invocation: the proxy says when the function answered
+    local = start_proxied(
+        start_lambda, python_function(), env=export_env(s3, INVOCATION_HISTORY_EXTENSION_EXPORT_MAX_INVOCATIONS="1")
+    )
+    # WHEN it serves three invocations
+    ids = [local.invoke({})["requestId"] for _ in range(3)]
+    # THEN while it still runs, the first two are in S3: each went out in the window after the next
+    # invocation answered (a record is finished once a newer one exists, without telemetry)
+    stored = wait_until(lambda: [line["record"]["awsRequestId"] for line in lines_of(s3)[1]], timeout=5.0)
+    assert stored == ids[:2], local.logs()
+    # ... and SHUTDOWN sends the last, every invocation once
+    assert local.stop() == 0
+    assert [line["record"]["awsRequestId"] for line in lines_of(s3)[1]] == ids
+    assert "exportInvocations=3" in summary(local.logs())
+
+
+def test_with_the_proxy_on_but_not_in_the_runtimes_path_batches_wait_for_shutdown(s3, start_lambda):
+    # GIVEN the proxy on, but the runtime talks to Lambda directly (no exec wrapper): the proxy never
+    # sees an invocation, so nothing can say the function answered
+    local = start_proxied(
+        start_lambda,
+        python_function(),
+        env=export_env(s3, INVOCATION_HISTORY_EXTENSION_EXPORT_MAX_INVOCATIONS="1"),
+        through_wrapper=False,
+    )
+    # WHEN it serves three invocations THEN each is answered and nothing is uploaded while it runs
+    ids = [local.invoke({})["requestId"] for _ in range(3)]
+    assert s3.objects(BUCKET) == {}
+    # ... and SHUTDOWN sends them all
+    assert local.stop() == 0
+    assert [line["record"]["awsRequestId"] for line in lines_of(s3)[1]] == ids
 
 
 def test_the_export_goes_over_tls_to_a_server_the_named_ca_signed(start_lambda):

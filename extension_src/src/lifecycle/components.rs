@@ -70,38 +70,87 @@ struct MetricsPart {
 
 /// Uploads due batches after an invocation has ended and before the event loop asks for the next
 /// event: the window in which an on-demand environment is not frozen and no invocation runs.
+///
+/// The function's answer is learnt from telemetry (`platform.runtimeDone`, or the report) or from
+/// the Runtime API proxy (the answer accepted), whichever says it first.
 pub struct ExportWindow<'a> {
     exporter: &'a Exporter,
     store: &'a Store,
-    applied: &'a Arc<Notify>,
+    /// Woken after every telemetry batch (telemetry subscribed).
+    telemetry: Option<&'a Arc<Notify>>,
+    /// Woken when the proxy sees the runtime take an event or answer (the proxy on).
+    proxy: Option<Arc<Notify>>,
 }
 
 /// How long the window waits for the function's answer when the invocation has no deadline.
 const ANSWER_WAIT: Duration = Duration::from_secs(30);
 /// After the invocation's deadline, how long telemetry may take to say it timed out.
 const ANSWER_GRACE: Duration = Duration::from_secs(1);
+/// Without telemetry, how long after INVOKE the proxy must have seen the runtime take the event:
+/// Lambda hands it to the runtime and the INVOKE to extensions at once, so a runtime that fetches
+/// through the proxy is seen within milliseconds, and one that does not (no exec wrapper) never is.
+const PROXY_SEEN_WAIT: Duration = Duration::from_millis(100);
+
+/// What the store says of the invocation the window is for.
+#[derive(Clone, Copy)]
+struct AnswerState {
+    answered: bool,
+    /// The runtime took the event through the proxy, which will therefore see its answer.
+    through_proxy: bool,
+}
 
 impl AfterInvoke for ExportWindow<'_> {
     fn after_invoke<'a>(&'a self, request_id: &'a str, deadline: Option<Instant>) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
         Box::pin(async move {
+            let invoked = Instant::now();
             if !self.exporter.prepare().await {
                 return; // nothing waits for an upload: straight back to /event/next
             }
-            // Never while the function runs: wait for its answer (runtimeDone or the report).
-            let limit = deadline.map_or(Instant::now() + ANSWER_WAIT, |d| d + ANSWER_GRACE);
+            // Never while the function runs: wait for its answer.
+            let limit = deadline.map_or(invoked + ANSWER_WAIT, |d| d + ANSWER_GRACE);
             loop {
-                let notified = self.applied.notified();
-                let mut notified = std::pin::pin!(notified);
-                notified.as_mut().enable();
-                if self.store.with_record(request_id, |r| r.status.is_some()).unwrap_or(true) {
+                let telemetry = self.telemetry.map(|n| n.notified());
+                let proxy = self.proxy.as_ref().map(|n| n.notified());
+                let (mut telemetry, mut proxy) = (std::pin::pin!(telemetry), std::pin::pin!(proxy));
+                if let Some(n) = telemetry.as_mut().as_pin_mut() {
+                    n.enable();
+                }
+                if let Some(n) = proxy.as_mut().as_pin_mut() {
+                    n.enable();
+                }
+                let state = self.store.with_record(request_id, |r| AnswerState {
+                    answered: r.status.is_some() || r.outcome.is_some(),
+                    through_proxy: r.extra.as_ref().is_some_and(|e| !e.runtime_received_at.is_zero()),
+                });
+                let Some(state) = state else { break }; // evicted: nothing runs under that id
+                if state.answered {
                     break;
                 }
-                if tokio::time::timeout_at(limit, notified).await.is_err() {
+                // Without telemetry only the proxy can tell, and only of an invocation it saw.
+                let mut until = limit;
+                if self.telemetry.is_none() && !state.through_proxy {
+                    until = until.min(invoked + PROXY_SEEN_WAIT);
+                }
+                let woken = async {
+                    tokio::select! {
+                        () = notified_or_never(telemetry.as_mut().as_pin_mut()) => {}
+                        () = notified_or_never(proxy.as_mut().as_pin_mut()) => {}
+                    }
+                };
+                if tokio::time::timeout_at(until, woken).await.is_err() {
                     return; // no answer seen: the batches wait for the next window
                 }
             }
             self.exporter.upload_window().await;
         })
+    }
+}
+
+/// Waits for `notified`, or forever when there is none.
+async fn notified_or_never(notified: Option<Pin<&mut tokio::sync::futures::Notified<'_>>>) {
+    match notified {
+        Some(notified) => notified.await,
+        None => std::future::pending().await,
     }
 }
 
@@ -479,12 +528,20 @@ impl Components {
         serde_json::to_vec(&line).unwrap_or_default()
     }
 
-    /// The export's post-invoke window, on on-demand environments with telemetry (which says when
-    /// the function has answered); `None` elsewhere.
+    /// The export's post-invoke window, on on-demand environments where telemetry or the Runtime
+    /// API proxy says when the function has answered; `None` elsewhere.
     pub fn export_window<'a>(&'a self, store: &'a Store) -> Option<ExportWindow<'a>> {
         let exporter = self.exporter.as_ref()?;
-        let applied = self.telemetry_applied.as_ref()?;
-        (!self.env.managed_instances).then_some(ExportWindow { exporter, store, applied })
+        let telemetry = self.telemetry_applied.as_ref();
+        let proxy = self.proxy.as_ref().filter(|_| self.proxy_state == "on").map(RuntimeProxy::seen);
+        // With neither there is no way to know the function answered: batches wait for SHUTDOWN.
+        let signalled = telemetry.is_some() || proxy.is_some();
+        (signalled && !self.env.managed_instances).then_some(ExportWindow {
+            exporter,
+            store,
+            telemetry,
+            proxy,
+        })
     }
 
     /// Tells the local API who this environment is, now that registration and telemetry are known.

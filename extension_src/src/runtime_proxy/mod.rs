@@ -23,6 +23,7 @@ use std::time::Duration;
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode, Uri, Version, header};
+use tokio::sync::Notify;
 
 pub use body::MAX_ERROR_BODY_PEEK;
 pub use parse::{NextEvent, RuntimeRequest, classify, error_type_from_body, next_event, strip_hop_by_hop};
@@ -76,6 +77,8 @@ struct Shared {
     clock: Clock,
     forwarded: AtomicU64,
     upstream_errors: AtomicU64,
+    /// Woken when the runtime takes an event and when Lambda accepts its answer.
+    seen: Arc<Notify>,
 }
 
 impl RuntimeProxy {
@@ -97,6 +100,7 @@ impl RuntimeProxy {
             clock,
             forwarded: AtomicU64::new(0),
             upstream_errors: AtomicU64::new(0),
+            seen: Arc::new(Notify::new()),
         });
         let handler_shared = Arc::clone(&shared);
         let server = Server::start(listener, LIMITS, log, move |request| Arc::clone(&handler_shared).forward(request));
@@ -106,6 +110,14 @@ impl RuntimeProxy {
     #[must_use]
     pub fn stats(&self) -> Stats {
         self.shared.stats()
+    }
+
+    /// Woken each time the proxy records that the runtime took an event or that its answer was
+    /// accepted: whoever waits for a function's answer (the export's post-invoke window) learns
+    /// it here as soon as it is sent, with or without telemetry.
+    #[must_use]
+    pub fn seen(&self) -> Arc<Notify> {
+        Arc::clone(&self.shared.seen)
     }
 
     /// Stops listening and waits for requests in flight until `deadline` (a runtime's `/next`
@@ -205,6 +217,7 @@ impl Shared {
                 record.set_trace_id(event.trace_id.unwrap_or_default());
             }
         });
+        self.seen.notify_waiters();
     }
 
     /// Lambda accepted the runtime's answer. It answers only once the whole body (and its
@@ -223,6 +236,7 @@ impl Shared {
                 extra.error_type = error_type;
             }
         });
+        self.seen.notify_waiters();
     }
 
     /// The runtime went away (killed at a timeout or at shutdown, often mid long-poll on
