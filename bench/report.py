@@ -132,7 +132,7 @@ def export_table(export: dict, add) -> None:
     post = export["postInvoke"]
     for k in ("mean", "p99"):
         add(f"  {'post-invoke (REPORT - RTDONE) ' + k + ', n=' + str(post['on']['n']):45} {fmt(post['off'][k]):>8} {fmt(post['on'][k]):>9} {fmt(ratio(post['on'][k], post['off'][k])):>9} {fmt(post['on'][k] - post['off'][k]):>11}")
-    add(f"    uploads in the post-invoke window: {post['windowUploads']} (the RIE's standard mode has no telemetry: batches wait for SHUTDOWN)")
+    add(f"    uploads in the post-invoke window: {post['windowUploads']} (RIE standard mode, the proxy in the runtime's path says when the function answered)")
     sd = export["shutdown"]
     for p in ("p50", "p90"):
         add(f"  {'SIGTERM -> exit, final batch ' + p + ', n=' + str(sd['on']['n']):45} {fmt(sd['off'][p], 1):>8} {fmt(sd['on'][p], 1):>9} {fmt(ratio(sd['on'][p], sd['off'][p])):>9} {fmt(sd['on'][p] - sd['off'][p], 1):>11}")

@@ -3,23 +3,20 @@ off, sending to a real S3 server on loopback (moto in server mode, tools/local_s
 tests/local/test_export.py uses it), a batch due every EXPORT_MAX_INVOCATIONS invocations.
 
     latency     warm invokes as the caller sees them, export on vs off, interleaved, on the RIE's
-                standard mode (on-demand: no Telemetry API, so batches are sealed as they fill and
-                wait for SHUTDOWN) and its managed-instances mode (a real Telemetry API: batches
-                go out from the exporter's own task as they fall due, while invokes run)
+                standard mode (on-demand, no Telemetry API; both sides run the function behind the
+                exec wrapper with the Runtime API proxy on, which is what tells the extension the
+                function answered, so due batches go out in the post-invoke window) and its
+                managed-instances mode (a real Telemetry API: batches go out from the exporter's
+                own task as they fall due, while invokes run)
     postInvoke  what Lambda bills after the function's answer, per invocation: the RIE's REPORT
                 Duration (until every extension asked for its next event) minus its RTDONE
-                duration (until the runtime answered), from its log, standard mode, on vs off
+                duration (until the runtime answered), from its log, standard mode, on vs off;
+                `windowUploads` counts the batches that went out in those windows
     written     objects and bytes per 10,000 invocations and the gzip ratio, read back from the
                 local S3 after the managed-instances run; each invocation exactly once
     shutdown    SIGTERM -> RIE exit (the RIE sends SHUTDOWN and exits when the extension has),
                 fresh environments, export on (a final batch of SHUTDOWN_INVOKES invocations to
                 send) alternating with off; each sample's object is checked to be there
-
-The emulator's standard mode has no Telemetry API, and the extension opens its post-invoke upload
-window only when telemetry says the function has answered, so on the RIE no upload ever happens in
-that window: postInvoke measures the export's bookkeeping per invocation, and its `windowUploads`
-(batches written before SHUTDOWN, 0 here) says so. docs/performance.md says what measuring an upload
-in the window needs.
 """
 
 from __future__ import annotations
@@ -39,6 +36,8 @@ SHUTDOWN_INVOKES = 50  # the final batch at SHUTDOWN: half a batch, so it is the
 PER = 10_000  # objects and bytes are reported per this many invocations
 SETTINGS = ("off", "on")
 MODES = {"standard": False, "managedInstances": True}  # name -> BenchLambda(managed=)
+# On the standard mode the proxy, in the runtime's path on both sides, opens the post-invoke window.
+PROXY = {"standard": True, "managedInstances": None}  # name -> BenchLambda(proxy=)
 PERCENTILES = ("p50", "p90", "p99")
 
 # The RIE's log lines for one invocation (its INFO level, the default).
@@ -134,8 +133,11 @@ def local_s3():
 
 def pair(s3: LocalS3, mode: str, prefix: str) -> dict[str, BenchLambda]:
     """Export off and on, side by side, in one RIE mode; started."""
-    managed = MODES[mode]
-    return start_all({"off": BenchLambda("ours", managed=managed), "on": BenchLambda("ours", env=export_env(s3, prefix), managed=managed)})
+    managed, proxy = MODES[mode], PROXY[mode]
+    return start_all({
+        "off": BenchLambda("ours", managed=managed, proxy=proxy),
+        "on": BenchLambda("ours", env=export_env(s3, prefix), managed=managed, proxy=proxy),
+    })  # fmt: skip
 
 
 def export_counters(local: BenchLambda) -> dict:
@@ -230,7 +232,7 @@ def run(counts: Counts) -> dict:
             result.setdefault("latency", {})[mode], runs[mode] = latency(s3, mode, counts)
         standard = runs["standard"]
         result["postInvoke"] = post_invoke(standard["logs"], counts.export_invokes)
-        # The RIE's standard mode has no telemetry, so no post-invoke window: every batch waits for SHUTDOWN.
+        # Batches written before SHUTDOWN on the standard mode went out in post-invoke windows.
         result["postInvoke"]["windowUploads"] = result["latency"]["standard"]["exportBeforeShutdown"]["batches"]
         managed = runs["managedInstances"]
         w = every_invocation_once(written(objects(s3, managed["prefix"])), managed["served"])

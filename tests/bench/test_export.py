@@ -85,9 +85,10 @@ def test_quick_export_run_reads_every_invocation_back(tmp_path, capsys):
     exported = saved["export"]
     for mode in ("standard", "managedInstances"):
         assert exported["latency"][mode]["on"]["n"] == exported["latency"][mode]["off"]["n"] == 248
-    # ... the standard mode uploaded nothing before SHUTDOWN (no telemetry, no window), everything at it
-    assert exported["latency"]["standard"]["exportBeforeShutdown"]["batches"] == 0
-    assert exported["postInvoke"]["windowUploads"] == 0 and exported["postInvoke"]["on"]["n"] == 248
+    # ... the standard mode sent its full batches in post-invoke windows (the proxy says when the
+    # function answered), the rest at SHUTDOWN, every invocation once
+    assert exported["latency"]["standard"]["exportBeforeShutdown"]["batches"] == 2
+    assert exported["postInvoke"]["windowUploads"] == 2 and exported["postInvoke"]["on"]["n"] == 248
     assert exported["writtenAtShutdownStandard"]["distinctInvocations"] == 250
     # ... managed instances sent its full batches while it ran, and the objects hold all 250 once
     assert exported["latency"]["managedInstances"]["exportBeforeShutdown"]["batches"] >= 2

@@ -16,7 +16,8 @@ from bench.targets import TARGETS
 from tools.local_lambda import EXTENSION, RIE, ROOT
 
 
-@pytest.mark.timeout(120)
+# The heap scenario compiles the extension's memory test in release first (minutes on 2 busy cores).
+@pytest.mark.timeout(420)
 def test_quick_run_writes_every_scenario(tmp_path, capsys):
     # GIVEN the extension and the RIE that `make test` builds
     if not (EXTENSION.exists() and RIE.exists()):
