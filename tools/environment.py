@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -54,7 +55,9 @@ def bootstrap_of(args: argparse.Namespace) -> tuple[list[str], Path | None]:
     if args.python_handler:
         handler = Path(args.python_handler).resolve()
         if handler.suffix != ".py" or not handler.is_file():
-            raise SystemExit(f"--python-handler wants an existing .py file with a `handler` function, not {args.python_handler}")
+            raise SystemExit(
+                f"--python-handler wants an existing .py file with a `handler` function, not {args.python_handler}"
+            )
         return python_function()[:-1] + [f"{handler.stem}.handler"], handler.parent
     if args.bootstrap:
         return [str(Path(args.bootstrap).resolve())], Path(args.bootstrap).resolve().parent
@@ -73,10 +76,28 @@ def parse_env(pairs: list[str]) -> dict[str, str]:
 
 def extension_lines(logs: str) -> list[str]:
     """The extension's own log lines and its metric (EMF) lines, in order."""
-    return [line for line in logs.splitlines() if EXTENSION_MARK in line or (line.startswith('{"') and '"_aws"' in line)]
+    return [
+        line for line in logs.splitlines() if EXTENSION_MARK in line or (line.startswith('{"') and '"_aws"' in line)
+    ]
+
+
+def taken(port: int) -> bool:
+    """Whether something on this machine already listens on 127.0.0.1:port (then the environment could not
+    use it, and a `curl` would reach that something instead)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a port in TIME_WAIT is free to use
+        try:
+            s.bind(("127.0.0.1", port))
+            return False
+        except OSError:
+            return True
 
 
 def run(args: argparse.Namespace) -> int:
+    busy = [port for port in (INVOKE_PORT, HISTORY_PORT) if taken(port)]
+    if busy:
+        print(f"127.0.0.1:{', '.join(map(str, busy))} already in use: stop what listens there first", file=sys.stderr)
+        return 1
     bootstrap, task_root = bootstrap_of(args)
     env = {"INVOCATION_HISTORY_EXTENSION_HTTP_PORT": str(HISTORY_PORT), **parse_env(args.env)}
     opt_files = {}
@@ -97,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         local.start()
     except RuntimeError as error:
-        print(f"the environment did not start (is 127.0.0.1:{INVOKE_PORT} taken?): {error}", file=sys.stderr)
+        print(f"the environment did not start: {error}", file=sys.stderr)
         local.cleanup()
         return 1
     mode = f"managed-instances mode, {args.managed_instances} at once" if args.managed_instances else "standard mode"
@@ -202,7 +223,10 @@ def show(stream) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.environment", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    start_parser = commands.add_parser("start", help=f"start one environment in the background (invoke on :{INVOKE_PORT}, extension on :{HISTORY_PORT})")
+    start_parser = commands.add_parser(
+        "start",
+        help=f"start one environment in the background (invoke on :{INVOKE_PORT}, extension on :{HISTORY_PORT})",
+    )
     run_parser = commands.add_parser("run", help="the same in the foreground, until Ctrl-C")
     for environment_parser in (start_parser, run_parser):
         add_environment_options(environment_parser)
@@ -223,12 +247,24 @@ def main(argv: list[str] | None = None) -> int:
 def add_environment_options(parser: argparse.ArgumentParser) -> None:
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--function", choices=["go", "python"], default="go", help="a sample function (default: go)")
-    which.add_argument("--python-handler", metavar="FILE.py", help="your own Python file with a handler(event, context) function")
+    which.add_argument(
+        "--python-handler", metavar="FILE.py", help="your own Python file with a handler(event, context) function"
+    )
     which.add_argument("--bootstrap", metavar="PATH", help="your own executable bootstrap (a custom runtime)")
     parser.add_argument("--managed-instances", type=int, default=0, metavar="N",
                        help="the RIE's managed-instances mode, N invocations at once: a real Telemetry API, no INVOKE events")  # fmt: skip
-    parser.add_argument("--runtime-proxy", action="store_true", help="turn the Runtime API proxy on and run the function through the exec wrapper")
-    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="an environment variable of the function (repeatable)")
+    parser.add_argument(
+        "--runtime-proxy",
+        action="store_true",
+        help="turn the Runtime API proxy on and run the function through the exec wrapper",
+    )
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an environment variable of the function (repeatable)",
+    )
 
 
 if __name__ == "__main__":

@@ -24,7 +24,9 @@ The format (docs/workshop/README.md has it for authors):
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -74,7 +76,9 @@ def parse(source: Path) -> list[Block]:
                     raise ValueError(f"{source.name}:{start}: an output block must follow the sh block it belongs to")
                 blocks[-1].expected = text
             else:
-                blocks.append(Block(source, start, language, text, skip=directives.get("skip"), file=directives.get("file")))
+                blocks.append(
+                    Block(source, start, language, text, skip=directives.get("skip"), file=directives.get("file"))
+                )
             directives = {}
         i += 1
     return blocks
@@ -129,9 +133,15 @@ class Shell:
             if self.process.poll() is not None:
                 raise AssertionError(f"{block.where}: the shell exited ({self.process.returncode})")
             if time.monotonic() > deadline:
+                self.kill()  # the shell is stuck in the block: nothing after it can run
                 raise AssertionError(f"{block.where}: still running after {timeout:.0f}s:\n{output.read_text()}")
             time.sleep(0.05)
         return output.read_text(), self.errors.read_text()
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
 
     def close(self, timeout: float = 30.0) -> None:
         if self.process.poll() is None:

@@ -45,7 +45,9 @@ def workshop(tmp_path_factory):
     yield state
     shell.close()
     # A block that failed may have left the workshop's environment running.
-    subprocess.run([str(ROOT / ".venv/bin/python"), "-m", "tools.environment", "stop"], cwd=ROOT, capture_output=True, timeout=60)
+    subprocess.run(
+        [str(ROOT / ".venv/bin/python"), "-m", "tools.environment", "stop"], cwd=ROOT, capture_output=True, timeout=60
+    )
     print(f"\nworkshop: {state['ran']} blocks run in {time.monotonic() - state['started']:.1f}s")
 
 
