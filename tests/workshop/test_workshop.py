@@ -17,7 +17,7 @@ import time
 import pytest
 
 from tests.workshop.runner import Block, Shell, matches, parse
-from tools.local_lambda import ROOT
+from tools.local_lambda import EXTENSION, GO_BOOTSTRAP, RIE, ROOT
 
 WORKSHOP = ROOT / "docs/workshop"
 MODULES = sorted(WORKSHOP.glob("[0-9][0-9]-*.md"))
@@ -26,6 +26,7 @@ BLOCKS = [block for module in MODULES for block in parse(module)]
 # code that does run.
 SHOWN = [block for block in BLOCKS if block.file or block.language not in ("sh", "mermaid")]
 RUN = [block for block in BLOCKS if block.language == "sh" and block not in SHOWN]
+SIMULATOR_DRIVER = ROOT / "tests/simulator/target/release/simulator-driver"  # module 3 runs it
 BLOCK_TIMEOUT_S = 280.0  # under pytest-timeout's 300 s per test (pyproject.toml)
 
 
@@ -40,6 +41,12 @@ def workshop(tmp_path_factory):
     for tool in ("unshare", "ip", "curl"):
         if shutil.which(tool) is None:
             pytest.fail(f"the workshop test needs {tool}")
+    # The shell has no network but its loopback, so what the workshop's make commands download must be there.
+    missing = [str(p.relative_to(ROOT)) for p in (RIE, EXTENSION, GO_BOOTSTRAP, SIMULATOR_DRIVER) if not p.exists()]
+    if missing:
+        pytest.fail(
+            f"missing {', '.join(missing)}: run the workshop's test with `make test` (or `make demo simulator-driver` first)"
+        )
     shell = Shell(ROOT, tmp_path_factory.mktemp("workshop"), prefix=isolated_loopback())
     state = {"shell": shell, "failed": None, "started": time.monotonic(), "ran": 0}
     yield state
