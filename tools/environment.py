@@ -162,7 +162,11 @@ def start(run_args: list[str]) -> int:
     if UP_MARK not in text:
         if process.poll() is None:
             process.terminate()
-        print(f"the environment did not come up within {START_TIMEOUT_S:.0f}s:\n{text}", file=sys.stderr)
+        (STATE_DIR / "pid").unlink(missing_ok=True)
+        print(
+            f"the environment did not come up (waited at most {START_TIMEOUT_S:.0f}s):\n{text.rstrip()}",
+            file=sys.stderr,
+        )
         return 1
     print(f"{text.strip()} (pid {process.pid}; stop it with: python -m tools.environment stop)")
     return 0
@@ -175,7 +179,7 @@ def stop() -> int:
         return 1
     os.kill(pid, signal.SIGTERM)
     if not wait_until(lambda: running_pid() is None or _reaped(pid), STOP_TIMEOUT_S, interval=0.05):
-        os.kill(pid, signal.SIGKILL)
+        os.killpg(pid, signal.SIGKILL)  # `start` made it a session leader: its group holds the emulator too
     (STATE_DIR / "pid").unlink(missing_ok=True)
     text = (STATE_DIR / "log").read_text()
     print(text[text.index(UP_MARK) :].split("\n", 1)[1].rstrip() if UP_MARK in text else text.rstrip())
@@ -183,7 +187,7 @@ def stop() -> int:
 
 
 def _reaped(pid: int) -> bool:
-    """Whether pid has exited (a zombie of ours counts: we started it only when `start` ran in this process)."""
+    """Whether pid has exited: gone, or a zombie its parent has not reaped yet."""
     try:
         with open(f"/proc/{pid}/stat") as stat:
             return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
