@@ -111,8 +111,11 @@ class Shell:
     def __init__(self, cwd: Path, work: Path, prefix: list[str] | None = None) -> None:
         self.work = work
         self.errors = work / "errors"
+        # A reader types `make demo` at the top level: run from `make test`, the make variables it
+        # exports would make the workshop's own `make` a sub-make that prints its directory.
+        env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES")}
         self.process = subprocess.Popen(
-            [*(prefix or []), "bash", "--noprofile", "--norc"], cwd=cwd, stdin=subprocess.PIPE,
+            [*(prefix or []), "bash", "--noprofile", "--norc"], cwd=cwd, stdin=subprocess.PIPE, env=env,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True, start_new_session=True,
         )  # fmt: skip
         # Every failing command of a block is written down; pipefail makes `curl ... | tool` count curl's failure.
