@@ -15,8 +15,8 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from stacks.history_dashboard import InvocationHistoryDashboard
-from stacks.invocation_history_layer import DEFAULT_EXPORT_PREFIX, InvocationHistoryLayer
+from invocation_history_cdk import InvocationHistoryDashboard, InvocationHistoryLayer
+from invocation_history_cdk.settings import DEFAULT_EXPORT_PREFIX
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 #: Short: the samples' logs are only for looking at a demo run.

@@ -1,0 +1,244 @@
+"""The ``InvocationHistoryLayer`` construct: the Invocation History extension as a Lambda layer for one architecture."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable, Optional, Union
+
+import jsii
+from aws_cdk import Annotations, AssetHashType, RemovalPolicy, Stack, Token
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_s3 as s3
+from constructs import Construct, IValidation
+
+from .build import _ARCH_NAMES, DEFAULT_DOCKER_IMAGE, DEFAULT_SOURCE_DIR, build_layer_zip, extension_version
+from .export import grant_export
+from .settings import ENV_EXEC_WRAPPER, ENV_EXPORT_S3_PREFIX, WRAPPER_PATH, extension_environment
+
+
+def is_os_only_runtime(runtime: lambda_.Runtime) -> bool:
+    """True for ``provided``, ``provided.al2`` and ``provided.al2023``: runtimes that do not apply exec wrappers."""
+    return runtime.name == "provided" or runtime.name.startswith("provided.")
+
+
+class InvocationHistoryLayer(lambda_.LayerVersion):
+    """The Invocation History extension as a layer for one architecture, usable with any runtime.
+
+    Example::
+
+        layer = InvocationHistoryLayer(self, "History", architecture=lambda_.Architecture.ARM_64)
+        layer.add_function(my_function, max_records=1000)
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        architecture: Optional[lambda_.Architecture] = None,
+        code: Optional[lambda_.Code] = None,
+        source_dir: Optional[os.PathLike | str] = None,
+        cache_dir: Optional[os.PathLike | str] = None,
+        docker_image: str = DEFAULT_DOCKER_IMAGE,
+        layer_version_name: Optional[str] = None,
+        removal_policy: Optional[RemovalPolicy] = None,
+    ) -> None:
+        """
+        :param architecture: the one architecture the layer's binary runs on. Default: ``Architecture.ARM_64``.
+        :param code: a prebuilt layer zip (e.g. ``Code.from_asset("dist/invocation-history-extension-arm64.zip")``
+            from ``make layer``). Default: the construct builds ``source_dir`` itself (local Rust, else Docker).
+        :param source_dir: the extension's crate with ``build-layer.sh``. Default: ``extension_src/`` of this
+            repository.
+        :param cache_dir: where built zips are kept, named by source hash and architecture (a local build keeps
+            cargo's work in ``source_dir/target``, as ``make`` does, or in ``cache_dir/cargo-target`` when the source
+            is read-only, unless ``CARGO_TARGET_DIR`` is set). Default: ``build/layer-cache`` beside ``source_dir``.
+        :param docker_image: the Rust image used when no suitable local toolchain is found. Default: ``rust:1.95.0``.
+        :param layer_version_name: Default: a name CloudFormation generates.
+        :param removal_policy: what happens to old layer versions on update or delete. Default: ``RETAIN``, as
+            ``LayerVersion`` does, so functions still using an old version keep working.
+        """
+        architecture = architecture or lambda_.Architecture.ARM_64
+        if architecture.name not in _ARCH_NAMES:
+            raise ValueError(
+                f"InvocationHistoryLayer '{id}': architecture={architecture.name!r} is not supported: "
+                "pass Architecture.ARM_64 or Architecture.X86_64"
+            )
+        source_dir = Path(source_dir) if source_dir is not None else DEFAULT_SOURCE_DIR
+        if code is None:
+            missing = [name for name in ("Cargo.toml", "build-layer.sh") if not (source_dir / name).is_file()]
+            if missing:
+                raise ValueError(
+                    f"InvocationHistoryLayer '{id}': source_dir={str(source_dir)!r} has no {' or '.join(missing)}: "
+                    "pass the extension's crate (extension_src/ of this repository), or a prebuilt zip as code="
+                )
+            if not isinstance(docker_image, str) or not docker_image or any(c.isspace() for c in docker_image):
+                raise ValueError(
+                    f"InvocationHistoryLayer '{id}': docker_image={docker_image!r} is not an image reference: "
+                    f"pass one like {DEFAULT_DOCKER_IMAGE!r}, or omit it for that default"
+                )
+            zip_path, asset_hash = build_layer_zip(
+                architecture.name,
+                source_dir=source_dir,
+                cache_dir=Path(cache_dir) if cache_dir is not None else None,
+                docker_image=docker_image,
+            )
+            # The hash names the source and recipe, not the bytes: the template is the same on every machine, and
+            # the bytes are the same for the same Rust release (reproducible build).
+            code = lambda_.Code.from_asset(
+                str(zip_path), asset_hash=asset_hash, asset_hash_type=AssetHashType.CUSTOM
+            )
+        self.extension_version = extension_version(source_dir)
+        super().__init__(
+            scope,
+            id,
+            code=code,
+            # compatible_runtimes is omitted on purpose: the extension is a static binary that works with every
+            # runtime, including OS-only ones; listing runtimes would only block newer ones.
+            compatible_architectures=[architecture],
+            description=f"Invocation History extension {self.extension_version} for {architecture.name}, any runtime",
+            license="MIT",
+            layer_version_name=layer_version_name,
+            removal_policy=removal_policy,
+        )
+        self.architecture = architecture
+
+    def add_function(
+        self,
+        fn: lambda_.IFunction,
+        *,
+        port: Optional[int] = None,
+        max_records: Optional[int] = None,
+        max_wait_ms: Optional[int] = None,
+        log_level: Optional[str] = None,
+        telemetry: Optional[bool] = None,
+        metrics: Optional[bool] = None,
+        metrics_namespace: Optional[str] = None,
+        runtime_proxy: bool = False,
+        runtime_proxy_port: Optional[int] = None,
+        export_bucket: Optional[s3.IBucket] = None,
+        export_prefix: Optional[str] = None,
+        export_max_invocations: Optional[int] = None,
+        export_max_bytes: Optional[int] = None,
+        export_max_age_ms: Optional[int] = None,
+        export_logs: Union[str, Iterable[str], None] = None,
+    ) -> None:
+        """Attach this layer to ``fn`` and set the extension's environment variables on it.
+
+        Settings left out keep the extension's defaults (see ``extension_environment``); the port is always written.
+
+        With ``export_bucket`` the extension exports the history (and logs, ``export_logs``) to that bucket under
+        ``export_prefix`` (default ``invocation-history/``, always written), and ``fn``'s role is granted
+        ``s3:PutObject`` on ``<bucket>/<prefix>*`` only, plus ``kms:GenerateDataKey`` on the bucket's KMS key when
+        it has one (``grant_export``). The bucket must be in the function's region (the extension writes to S3 in
+        ``AWS_REGION``).
+
+        With ``runtime_proxy=True`` the extension runs the Runtime API proxy (port ``runtime_proxy_port``, default
+        9009), and the runtime must reach Lambda through it:
+
+        - managed runtimes (Python, Node.js, Java, .NET, Ruby): ``AWS_LAMBDA_EXEC_WRAPPER`` is set to
+          ``/opt/invocation-history-wrapper``, which Lambda's start-up script runs with the runtime as arguments;
+        - OS-only runtimes (``provided.al2023``, ``provided.al2``) do not apply exec wrappers, so the wrapper is not
+          set: the function's own ``bootstrap`` must run ``exec /opt/invocation-history-wrapper <real program>``
+          (see ``functions/go/proxy-bootstrap``) or point ``AWS_LAMBDA_RUNTIME_API`` at the proxy itself. Without
+          that the proxy is idle and the history works as without it.
+
+        :raises ValueError: when ``fn`` runs on another architecture, is a container image, or is not a ``Function``
+            defined in this app; when a setting is out of range; when the proxy port is the local API's port; when
+            ``fn`` already has another ``AWS_LAMBDA_EXEC_WRAPPER`` (Lambda runs only one); or when the export bucket
+            is not an ``s3.IBucket`` or is in another region.
+        """
+        name = fn.node.id
+        if not isinstance(fn, lambda_.Function):
+            raise ValueError(
+                f"InvocationHistoryLayer '{self.node.id}' cannot change function '{name}' "
+                f"({type(fn).__name__}): pass a lambda_.Function defined in this app, or add the layer ARN and "
+                "extension_environment() to it yourself"
+            )
+        if fn.runtime.name == lambda_.Runtime.FROM_IMAGE.name:
+            raise ValueError(
+                f"InvocationHistoryLayer '{self.node.id}' cannot be added to function '{name}': it is a container "
+                "image, and images cannot take layers: build the extension into the image instead, as "
+                "functions/container/Dockerfile does, and set extension_environment() on the function"
+            )
+        if fn.architecture.name != self.architecture.name:
+            fix = "ARM_64" if fn.architecture.name == "arm64" else "X86_64"
+            raise ValueError(
+                f"InvocationHistoryLayer '{self.node.id}' is built for {self.architecture.name} but function "
+                f"'{name}' runs on {fn.architecture.name}: create a layer with architecture=Architecture.{fix}"
+            )
+        env = extension_environment(
+            port=port, max_records=max_records, max_wait_ms=max_wait_ms, log_level=log_level,
+            telemetry=telemetry, metrics=metrics, metrics_namespace=metrics_namespace,
+            runtime_proxy=runtime_proxy, runtime_proxy_port=runtime_proxy_port,
+            export_bucket=export_bucket, export_prefix=export_prefix, export_max_invocations=export_max_invocations,
+            export_max_bytes=export_max_bytes, export_max_age_ms=export_max_age_ms, export_logs=export_logs,
+        )
+        if export_bucket is not None:
+            self._check_export_bucket(fn, export_bucket)
+        if runtime_proxy and is_os_only_runtime(fn.runtime):
+            Annotations.of(fn).add_info(
+                f"InvocationHistoryLayer: the Runtime API proxy is on but {fn.runtime.name} does not apply exec "
+                f"wrappers: the function's bootstrap must run `exec {WRAPPER_PATH} <program>`"
+            )
+        elif runtime_proxy:
+            current = _environment_of(fn).get(ENV_EXEC_WRAPPER)
+            if current is not None and current != WRAPPER_PATH:
+                raise ValueError(
+                    f"InvocationHistoryLayer '{self.node.id}' cannot turn the runtime proxy on for function "
+                    f"'{name}': it already has {ENV_EXEC_WRAPPER}={current!r} and Lambda runs only one wrapper: "
+                    f"remove it, or chain the two (end your wrapper with `exec {WRAPPER_PATH} \"$@\"`, then set "
+                    "extension_environment(runtime_proxy=True) on the function and call add_function without "
+                    "runtime_proxy)"
+                )
+            env[ENV_EXEC_WRAPPER] = WRAPPER_PATH
+            fn.node.add_validation(_ExecWrapperKept(fn))
+        fn.add_layers(self)
+        for key, value in env.items():
+            fn.add_environment(key, value)
+        if export_bucket is not None:
+            grant_export(fn, export_bucket, env[ENV_EXPORT_S3_PREFIX])
+
+    def _check_export_bucket(self, fn: lambda_.Function, bucket: object) -> None:
+        """Raise unless ``bucket`` is one the construct can grant on, in ``fn``'s region when both are known."""
+        if isinstance(bucket, str) or not hasattr(bucket, "arn_for_objects"):
+            raise ValueError(
+                f"InvocationHistoryLayer '{self.node.id}' needs the export bucket of function '{fn.node.id}' as an "
+                f"s3.IBucket to grant s3:PutObject on it, not {bucket!r}: pass "
+                "s3.Bucket.from_bucket_name(scope, id, name) for a bucket made elsewhere"
+            )
+        bucket_region, fn_region = bucket.env.region, Stack.of(fn).region
+        if not Token.is_unresolved(bucket_region) and not Token.is_unresolved(fn_region) and bucket_region != fn_region:
+            raise ValueError(
+                f"InvocationHistoryLayer '{self.node.id}' cannot export function '{fn.node.id}' ({fn_region}) to a "
+                f"bucket in {bucket_region}: the extension writes to S3 in the function's region: pass a bucket "
+                f"in {fn_region}"
+            )
+
+
+@jsii.implements(IValidation)
+class _ExecWrapperKept:
+    """At synth: the proxy's wrapper was not replaced by a later ``add_environment`` (the proxy would sit idle)."""
+
+    def __init__(self, fn: lambda_.Function) -> None:
+        self._fn = fn
+
+    def validate(self) -> list[str]:
+        current = _environment_of(self._fn).get(ENV_EXEC_WRAPPER)
+        if current == WRAPPER_PATH:
+            return []
+        return [
+            f"function '{self._fn.node.id}' has the Invocation History runtime proxy on, but {ENV_EXEC_WRAPPER} was "
+            f"changed to {current!r} after add_function: keep {WRAPPER_PATH}, or chain your wrapper to it"
+        ]
+
+
+def _environment_of(fn: lambda_.Function) -> dict:
+    """The environment variables ``fn`` has so far (from its props and ``add_environment``).
+
+    ``Function`` keeps them private; its L1 resource renders them on demand (not cached), so resolving its
+    properties reads the current set without freezing it.
+    """
+    cfn = fn.node.default_child
+    rendered = Stack.of(fn).resolve(cfn._cfn_properties) if isinstance(cfn, lambda_.CfnFunction) else {}
+    return ((rendered or {}).get("environment") or {}).get("variables") or {}
