@@ -1,7 +1,23 @@
-# The construct library (issue 14): invocation-history-cdk/, its own package, with the layer zips inside its wheel.
-.PHONY: lint-construct
+# The construct library (issue 14): invocation-history-cdk/, its own package. `make dist` builds its wheel with the
+# prebuilt, reproducible layer zips of `make layer` inside (hatch_build.py), so installing it and synthesizing an app
+# with it need no Rust, Go or Docker. The wheel is reproducible too (hatchling: fixed file times and order).
+CONSTRUCT_DIR := invocation-history-cdk
+CONSTRUCT_SOURCES := $(shell find $(CONSTRUCT_DIR)/src -name '*.py') $(CONSTRUCT_DIR)/pyproject.toml \
+	$(CONSTRUCT_DIR)/hatch_build.py $(CONSTRUCT_DIR)/README.md
+
+.PHONY: dist lint-construct
+
+dist: dist/.wheel ## the construct's wheel, with both layer zips inside, in dist/ (pip install dist/invocation_history_cdk-*.whl)
+
+dist/.wheel: $(foreach a,$(ARCHES),dist/invocation-history-extension-$(a).zip) $(CONSTRUCT_SOURCES) | venv
+	rm -f dist/invocation_history_cdk-*.whl
+	INVOCATION_HISTORY_CDK_LAYERS=$(CURDIR)/dist $(PY) -m pip wheel --quiet --no-deps --wheel-dir dist ./$(CONSTRUCT_DIR)
+	touch $@
 
 # `make lint` covers the package too.
 lint: lint-construct
 lint-construct: venv
-	$(PY) -m ruff check invocation-history-cdk
+	$(PY) -m ruff check $(CONSTRUCT_DIR)
+
+# tests/package builds the wheel from the layer zips.
+test-py: layer

@@ -85,6 +85,58 @@ def test_prebuilt_code_skips_the_build(stack, prebuilt, monkeypatch):
                                                        {"CompatibleArchitectures": ["x86_64"]})
 
 
+@pytest.fixture
+def packaged_layers(tmp_path, monkeypatch) -> Path:
+    """A package whose wheel carries layer zips (``make dist``): stand-ins in a directory of their own."""
+    layers = tmp_path / "layers"
+    layers.mkdir()
+    for arch in ("x86_64", "arm64"):
+        with zipfile.ZipFile(layers / f"invocation-history-extension-{arch}.zip", "w") as zf:
+            zf.writestr("extensions/invocation-history-extension", f"#!/bin/sh\n# {arch}\n")
+    monkeypatch.setattr(layer_build, "PACKAGED_LAYERS_DIR", layers)
+    return layers
+
+
+def test_the_packaged_zip_of_the_architecture_is_used_without_a_build(stack, packaged_layers, monkeypatch):
+    # GIVEN a wheel with both zips, and a build that would fail
+    def no_build(*args, **kwargs):
+        raise AssertionError("built although the wheel carries the zip")
+
+    monkeypatch.setattr(layer_module, "build_layer_zip", no_build)
+    # WHEN an x86_64 layer is made without code or source_dir
+    InvocationHistoryLayer(stack, "History", architecture=X86)
+    assembly = cdk.App.of(stack).synth()
+    # THEN its asset is the packaged x86_64 zip, byte for byte, and its description names the package's version
+    (layer,) = Template.from_stack(stack).find_resources("AWS::Lambda::LayerVersion").values()
+    key = layer["Properties"]["Content"]["S3Key"]
+    staged = Path(assembly.directory) / f"asset.{key.removesuffix('.zip')}.zip"
+    assert staged.read_bytes() == (packaged_layers / "invocation-history-extension-x86_64.zip").read_bytes()
+    assert layer["Properties"]["Description"].startswith(f"Invocation History extension {layer_build.PACKAGE_VERSION} ")
+
+
+def test_source_dir_builds_even_when_the_wheel_carries_a_zip(stack, packaged_layers, prebuilt, monkeypatch):
+    # GIVEN a wheel with both zips WHEN a layer names the extension's source
+    built = []
+
+    def fake_build(architecture, **kwargs):
+        built.append((architecture, kwargs["source_dir"]))
+        return packaged_layers / "invocation-history-extension-arm64.zip", "0" * 64
+
+    monkeypatch.setattr(layer_module, "build_layer_zip", fake_build)
+    InvocationHistoryLayer(stack, "History", source_dir=REPO_ROOT / "extension_src")
+    # THEN that source is built
+    assert built == [("arm64", REPO_ROOT / "extension_src")]
+
+
+def test_without_packaged_zips_or_source_the_error_names_the_ways_out(stack, monkeypatch, tmp_path):
+    # GIVEN an install built from source (no zips) outside a checkout (no extension_src beside it)
+    monkeypatch.setattr(layer_build, "PACKAGED_LAYERS_DIR", tmp_path / "none")
+    monkeypatch.setattr(layer_module, "DEFAULT_SOURCE_DIR", tmp_path / "extension_src")
+    # WHEN a layer is made without code THEN the error says what to install or pass
+    with pytest.raises(ValueError, match=r"carries no prebuilt layer zip for arm64 .*make dist.*source_dir=.*code="):
+        InvocationHistoryLayer(stack, "History")
+
+
 def test_add_function_attaches_layer_and_sets_environment(stack, prebuilt):
     layer = InvocationHistoryLayer(stack, "History", code=prebuilt)
     layer.add_function(python_function(stack), port=9001, max_records=50, max_wait_ms=0, log_level="debug")

@@ -8,6 +8,7 @@ builds each architecture once.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import os
 import re
 import shutil
@@ -23,6 +24,20 @@ DEFAULT_DOCKER_IMAGE = "rust:1.95.0"  # the release the published zips are built
 #: Default source of the extension: ``extension_src/`` of the repository this package is in (an editable install or
 #: a checkout); an installed wheel has none there and uses its packaged zips.
 DEFAULT_SOURCE_DIR = Path(__file__).resolve().parents[3] / "extension_src"
+
+#: Where the wheel built by ``make dist`` carries the prebuilt layer zips (``hatch_build.py`` puts them there).
+PACKAGED_LAYERS_DIR = Path(__file__).resolve().parent / "layers"
+
+
+def _package_version() -> str:
+    try:
+        return importlib.metadata.version("invocation-history-cdk")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+#: This package's version, the extension's version its wheel carries.
+PACKAGE_VERSION = _package_version()
 
 #: The Rust target each layer architecture is built for (as in build-layer.sh): static musl binaries.
 RUST_TARGETS = {"x86_64": "x86_64-unknown-linux-musl", "arm64": "aarch64-unknown-linux-musl"}
@@ -194,3 +209,9 @@ def build_layer_zip(
             )
         os.replace(out, target)
     return target, asset_hash
+
+
+def packaged_layer_zip(architecture: str) -> Optional[Path]:
+    """The prebuilt layer zip for ``architecture`` that the wheel carries, or None (an install built from source)."""
+    path = PACKAGED_LAYERS_DIR / f"invocation-history-extension-{architecture}.zip"
+    return path if path.is_file() else None

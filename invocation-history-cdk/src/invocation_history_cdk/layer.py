@@ -12,7 +12,15 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
 from constructs import Construct, IValidation
 
-from .build import _ARCH_NAMES, DEFAULT_DOCKER_IMAGE, DEFAULT_SOURCE_DIR, build_layer_zip, extension_version
+from .build import (
+    _ARCH_NAMES,
+    DEFAULT_DOCKER_IMAGE,
+    DEFAULT_SOURCE_DIR,
+    PACKAGE_VERSION,
+    build_layer_zip,
+    extension_version,
+    packaged_layer_zip,
+)
 from .export import grant_export
 from .settings import ENV_EXEC_WRAPPER, ENV_EXPORT_S3_PREFIX, WRAPPER_PATH, extension_environment
 
@@ -47,9 +55,11 @@ class InvocationHistoryLayer(lambda_.LayerVersion):
         """
         :param architecture: the one architecture the layer's binary runs on. Default: ``Architecture.ARM_64``.
         :param code: a prebuilt layer zip (e.g. ``Code.from_asset("dist/invocation-history-extension-arm64.zip")``
-            from ``make layer``). Default: the construct builds ``source_dir`` itself (local Rust, else Docker).
-        :param source_dir: the extension's crate with ``build-layer.sh``. Default: ``extension_src/`` of this
-            repository.
+            from ``make layer``). Default: the zip packaged in this package's wheel (``make dist``), else the
+            construct builds ``source_dir`` itself (local Rust, else Docker).
+        :param source_dir: the extension's crate with ``build-layer.sh``, built by the construct (local Rust, else
+            Docker) even when the wheel carries a zip. Default: the packaged zip; without one (an editable install of
+            this repository, or one built from source without ``make dist``), ``extension_src/`` of the repository.
         :param cache_dir: where built zips are kept, named by source hash and architecture (a local build keeps
             cargo's work in ``source_dir/target``, as ``make`` does, or in ``cache_dir/cargo-target`` when the source
             is read-only, unless ``CARGO_TARGET_DIR`` is set). Default: ``build/layer-cache`` beside ``source_dir``.
@@ -64,9 +74,21 @@ class InvocationHistoryLayer(lambda_.LayerVersion):
                 f"InvocationHistoryLayer '{id}': architecture={architecture.name!r} is not supported: "
                 "pass Architecture.ARM_64 or Architecture.X86_64"
             )
+        packaged = packaged_layer_zip(architecture.name) if code is None and source_dir is None else None
+        if packaged is not None:
+            # Published under the hash of its bytes (CDK's default): the zip is reproducible, so the same release of
+            # the package gives the same template on every machine.
+            code = lambda_.Code.from_asset(str(packaged))
         source_dir = Path(source_dir) if source_dir is not None else DEFAULT_SOURCE_DIR
         if code is None:
             missing = [name for name in ("Cargo.toml", "build-layer.sh") if not (source_dir / name).is_file()]
+            if missing and source_dir == DEFAULT_SOURCE_DIR:
+                raise ValueError(
+                    f"InvocationHistoryLayer '{id}': this installation of invocation-history-cdk carries no prebuilt "
+                    f"layer zip for {architecture.name} (it was built from source, e.g. by pip install git+...): "
+                    "install the wheel that `make dist` builds, pass source_dir= the extension's crate (extension_src/ "
+                    "of a checkout; needs Rust or Docker), or a prebuilt zip as code="
+                )
             if missing:
                 raise ValueError(
                     f"InvocationHistoryLayer '{id}': source_dir={str(source_dir)!r} has no {' or '.join(missing)}: "
@@ -88,7 +110,10 @@ class InvocationHistoryLayer(lambda_.LayerVersion):
             code = lambda_.Code.from_asset(
                 str(zip_path), asset_hash=asset_hash, asset_hash_type=AssetHashType.CUSTOM
             )
-        self.extension_version = extension_version(source_dir)
+        # The crate's version when its source is at hand, else the package's (the wheel's zips are built from the
+        # crate of the same version: tests/package checks the two agree).
+        version = extension_version(source_dir)
+        self.extension_version = PACKAGE_VERSION if version == "unknown" else version
         super().__init__(
             scope,
             id,
