@@ -60,8 +60,14 @@ class ScratchVenv:
                         *args], check=True, env={**os.environ, "PATH": self.env["PATH"]}, timeout=300)
 
     def run(self, script: str, cwd: Path) -> subprocess.CompletedProcess:
-        return subprocess.run([str(self.python), "-c", script], cwd=cwd, env=self.env, capture_output=True,
-                              text=True, timeout=300)
+        return self._python(["-c", script], cwd)
+
+    def run_file(self, path: Path, cwd: Path) -> subprocess.CompletedProcess:
+        return self._python([str(path)], cwd)
+
+    def _python(self, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+        return subprocess.run([str(self.python), *args], cwd=cwd, env=self.env, capture_output=True, text=True,
+                              timeout=300)
 
 
 @pytest.fixture

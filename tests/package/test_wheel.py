@@ -15,22 +15,8 @@ from packaging.requirements import Requirement
 
 from .conftest import LAYER_ZIPS, PACKAGE_DIR, REPO_ROOT, ScratchVenv
 
-#: A user's app: a Python function on x86_64 with the extension, synthesized into ./cdk.out.
-USER_APP = """
-import aws_cdk as cdk
-from aws_cdk import aws_lambda as lambda_
-from invocation_history_cdk import InvocationHistoryLayer
-import invocation_history_cdk
-
-app = cdk.App(outdir="cdk.out")
-stack = cdk.Stack(app, "UserApp", env=cdk.Environment(account="123456789012", region="eu-west-1"))
-fn = lambda_.Function(stack, "Api", runtime=lambda_.Runtime.PYTHON_3_11, handler="index.handler",
-                      code=lambda_.Code.from_inline("def handler(event, context): return {}"),
-                      architecture=lambda_.Architecture.X86_64)
-InvocationHistoryLayer(stack, "History", architecture=lambda_.Architecture.X86_64).add_function(fn)
-app.synth()
-print(invocation_history_cdk.__file__)
-"""
+#: A user's app (Python and Node.js functions, the Aspect with the export), run as a script.
+USER_APP = Path(__file__).with_name("user_app.py")
 
 
 def sha256(path: Path) -> str:
@@ -65,21 +51,33 @@ def test_installed_wheel_synthesizes_without_a_toolchain(wheel, scratch_venv: Sc
     scratch_venv.pip_install(str(wheel))
     app_dir = tmp_path / "app"
     app_dir.mkdir()
-    # WHEN a user's app attaches the layer to a Python function on x86_64 and synthesizes
-    result = scratch_venv.run(USER_APP, cwd=app_dir)
+    # WHEN a user's app attaches the extension to a Python function on x86_64 and a Node.js one on arm64
+    result = scratch_venv.run_file(USER_APP, cwd=app_dir)
     # THEN it synthesizes from the installed package (not this repository)
     assert result.returncode == 0, result.stderr
     assert Path(result.stdout.split()[-1]).is_relative_to(scratch_venv.root), result.stdout
-    # AND the layer's asset is the packaged x86_64 zip, byte for byte, and the function has the layer
+    # AND each function has the layer of its architecture, whose asset is the packaged zip, byte for byte
     template = json.loads((app_dir / "cdk.out" / "UserApp.template.json").read_text())
-    (layer,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::Lambda::LayerVersion"]
-    assert layer["Properties"]["CompatibleArchitectures"] == ["x86_64"]
-    key = layer["Properties"]["Content"]["S3Key"]
-    asset = app_dir / "cdk.out" / f"asset.{key.removesuffix('.zip')}.zip"
-    assert sha256(asset) == sha256(LAYER_ZIPS["x86_64"])
-    (fn,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::Lambda::Function"]
-    assert len(fn["Properties"]["Layers"]) == 1
-    assert fn["Properties"]["Environment"]["Variables"]["INVOCATION_HISTORY_EXTENSION_HTTP_PORT"] == "1203"
+    resources = template["Resources"]
+    for function_id, arch in (("Api", "x86_64"), ("Edge", "arm64")):
+        (fn,) = [r for logical_id, r in resources.items()
+                 if r["Type"] == "AWS::Lambda::Function" and logical_id.startswith(function_id)]
+        (layer_ref,) = fn["Properties"]["Layers"]
+        layer = resources[layer_ref["Ref"]]
+        assert layer["Properties"]["CompatibleArchitectures"] == [arch]
+        key = layer["Properties"]["Content"]["S3Key"]
+        asset = app_dir / "cdk.out" / f"asset.{key.removesuffix('.zip')}.zip"
+        assert sha256(asset) == sha256(LAYER_ZIPS[arch]), arch
+        assert fn["Properties"]["Environment"]["Variables"] == {
+            "INVOCATION_HISTORY_EXTENSION_HTTP_PORT": "1203", "INVOCATION_HISTORY_EXTENSION_MAX_RECORDS": "1000"}
+    # AND the Aspect gave the other stack's function its layer, the export and its grant
+    exported = json.loads((app_dir / "cdk.out" / "Exported.template.json").read_text())["Resources"]
+    (worker,) = [r for r in exported.values() if r["Type"] == "AWS::Lambda::Function"]
+    assert len(worker["Properties"]["Layers"]) == 1
+    assert worker["Properties"]["Environment"]["Variables"]["INVOCATION_HISTORY_EXTENSION_EXPORT_S3_PREFIX"] == (
+        "invocation-history/")
+    (policy,) = [r for r in exported.values() if r["Type"] == "AWS::IAM::Policy"]
+    assert [s["Action"] for s in policy["Properties"]["PolicyDocument"]["Statement"]] == ["s3:PutObject"]
 
 
 def test_pip_install_from_git_subdirectory(scratch_venv: ScratchVenv, tmp_path):

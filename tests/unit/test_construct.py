@@ -85,18 +85,6 @@ def test_prebuilt_code_skips_the_build(stack, prebuilt, monkeypatch):
                                                        {"CompatibleArchitectures": ["x86_64"]})
 
 
-@pytest.fixture
-def packaged_layers(tmp_path, monkeypatch) -> Path:
-    """A package whose wheel carries layer zips (``make dist``): stand-ins in a directory of their own."""
-    layers = tmp_path / "layers"
-    layers.mkdir()
-    for arch in ("x86_64", "arm64"):
-        with zipfile.ZipFile(layers / f"invocation-history-extension-{arch}.zip", "w") as zf:
-            zf.writestr("extensions/invocation-history-extension", f"#!/bin/sh\n# {arch}\n")
-    monkeypatch.setattr(layer_build, "PACKAGED_LAYERS_DIR", layers)
-    return layers
-
-
 def test_the_packaged_zip_of_the_architecture_is_used_without_a_build(stack, packaged_layers, monkeypatch):
     # GIVEN a wheel with both zips, and a build that would fail
     def no_build(*args, **kwargs):

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterable, Optional, Union
+from typing import Any, Optional
 
 import jsii
 from aws_cdk import Annotations, AssetHashType, RemovalPolicy, Stack, Token
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_s3 as s3
 from constructs import Construct, IValidation
 
 from .build import (
@@ -22,12 +21,19 @@ from .build import (
     packaged_layer_zip,
 )
 from .export import grant_export
-from .settings import ENV_EXEC_WRAPPER, ENV_EXPORT_S3_PREFIX, WRAPPER_PATH, extension_environment
+from .settings import ENV_EXEC_WRAPPER, ENV_EXPORT_S3_PREFIX, WRAPPER_PATH, ExtensionSettings
 
 
 def is_os_only_runtime(runtime: lambda_.Runtime) -> bool:
     """True for ``provided``, ``provided.al2`` and ``provided.al2023``: runtimes that do not apply exec wrappers."""
     return runtime.name == "provided" or runtime.name.startswith("provided.")
+
+
+#: The attribute a function gets when the extension is attached to it: the layer (so it is attached once).
+_ATTACHED = "_invocation_history_layer"
+#: The ids of the layers ``InvocationHistoryLayer.of`` makes, one per architecture in a stack (part of the contract:
+#: a new id would replace the layer).
+SHARED_LAYER_IDS = {"arm64": "InvocationHistoryLayerArm64", "x86_64": "InvocationHistoryLayerX8664"}
 
 
 class InvocationHistoryLayer(lambda_.LayerVersion):
@@ -128,29 +134,36 @@ class InvocationHistoryLayer(lambda_.LayerVersion):
         )
         self.architecture = architecture
 
+    @classmethod
+    def of(cls, scope: Construct, architecture: lambda_.Architecture) -> "InvocationHistoryLayer":
+        """The layer for ``architecture`` in ``scope``'s stack, made with the defaults on first need (id
+        ``InvocationHistoryLayerArm64`` or ``InvocationHistoryLayerX8664``): one layer per architecture and stack,
+        whatever number of functions use it."""
+        stack = Stack.of(scope)
+        if architecture.name not in SHARED_LAYER_IDS:
+            raise ValueError(
+                f"InvocationHistoryLayer: architecture={architecture.name!r} is not supported: "
+                "pass Architecture.ARM_64 or Architecture.X86_64"
+            )
+        id = SHARED_LAYER_IDS[architecture.name]
+        existing = stack.node.try_find_child(id)
+        if existing is None:
+            return cls(stack, id, architecture=architecture)
+        if not isinstance(existing, InvocationHistoryLayer):
+            raise ValueError(
+                f"stack '{stack.node.id}' has a construct '{id}' that is not an InvocationHistoryLayer: "
+                "rename it, the id is the shared layer's"
+            )
+        return existing
+
     def add_function(
-        self,
-        fn: lambda_.IFunction,
-        *,
-        port: Optional[int] = None,
-        max_records: Optional[int] = None,
-        max_wait_ms: Optional[int] = None,
-        log_level: Optional[str] = None,
-        telemetry: Optional[bool] = None,
-        metrics: Optional[bool] = None,
-        metrics_namespace: Optional[str] = None,
-        runtime_proxy: bool = False,
-        runtime_proxy_port: Optional[int] = None,
-        export_bucket: Optional[s3.IBucket] = None,
-        export_prefix: Optional[str] = None,
-        export_max_invocations: Optional[int] = None,
-        export_max_bytes: Optional[int] = None,
-        export_max_age_ms: Optional[int] = None,
-        export_logs: Union[str, Iterable[str], None] = None,
+        self, fn: lambda_.IFunction, settings: Optional[ExtensionSettings] = None, **setting_values: Any
     ) -> None:
         """Attach this layer to ``fn`` and set the extension's environment variables on it.
 
-        Settings left out keep the extension's defaults (see ``extension_environment``); the port is always written.
+        ``settings`` is an ``ExtensionSettings``; its fields may be given as keywords instead
+        (``add_function(fn, max_records=1000)``). Settings left out keep the extension's defaults; the port is always
+        written.
 
         With ``export_bucket`` the extension exports the history (and logs, ``export_logs``) to that bucket under
         ``export_prefix`` (default ``invocation-history/``, always written), and ``fn``'s role is granted
@@ -173,6 +186,7 @@ class InvocationHistoryLayer(lambda_.LayerVersion):
             ``fn`` already has another ``AWS_LAMBDA_EXEC_WRAPPER`` (Lambda runs only one); or when the export bucket
             is not an ``s3.IBucket`` or is in another region.
         """
+        settings = _settings_of(settings, setting_values)
         name = fn.node.id
         if not isinstance(fn, lambda_.Function):
             raise ValueError(
@@ -192,13 +206,14 @@ class InvocationHistoryLayer(lambda_.LayerVersion):
                 f"InvocationHistoryLayer '{self.node.id}' is built for {self.architecture.name} but function "
                 f"'{name}' runs on {fn.architecture.name}: create a layer with architecture=Architecture.{fix}"
             )
-        env = extension_environment(
-            port=port, max_records=max_records, max_wait_ms=max_wait_ms, log_level=log_level,
-            telemetry=telemetry, metrics=metrics, metrics_namespace=metrics_namespace,
-            runtime_proxy=runtime_proxy, runtime_proxy_port=runtime_proxy_port,
-            export_bucket=export_bucket, export_prefix=export_prefix, export_max_invocations=export_max_invocations,
-            export_max_bytes=export_max_bytes, export_max_age_ms=export_max_age_ms, export_logs=export_logs,
-        )
+        attached = getattr(fn, _ATTACHED, None)
+        if attached is not None:
+            raise ValueError(
+                f"InvocationHistoryLayer '{self.node.id}' cannot be added to function '{name}': it already has the "
+                f"extension from layer '{attached.node.id}': add the extension once per function"
+            )
+        env = settings.environment()
+        export_bucket, runtime_proxy = settings.export_bucket, settings.runtime_proxy
         if export_bucket is not None:
             self._check_export_bucket(fn, export_bucket)
         if runtime_proxy and is_os_only_runtime(fn.runtime):
@@ -219,6 +234,7 @@ class InvocationHistoryLayer(lambda_.LayerVersion):
             env[ENV_EXEC_WRAPPER] = WRAPPER_PATH
             fn.node.add_validation(_ExecWrapperKept(fn))
         fn.add_layers(self)
+        setattr(fn, _ATTACHED, self)
         for key, value in env.items():
             fn.add_environment(key, value)
         if export_bucket is not None:
@@ -239,6 +255,21 @@ class InvocationHistoryLayer(lambda_.LayerVersion):
                 f"bucket in {bucket_region}: the extension writes to S3 in the function's region: pass a bucket "
                 f"in {fn_region}"
             )
+
+
+def _settings_of(settings: object, setting_values: dict) -> ExtensionSettings:
+    """``settings``, or an ``ExtensionSettings`` of the keyword values; not both."""
+    if settings is None:
+        return ExtensionSettings(**setting_values)
+    if not isinstance(settings, ExtensionSettings):
+        raise ValueError(
+            f"settings={settings!r} is not an ExtensionSettings: pass ExtensionSettings(...), or the settings as keywords"
+        )
+    if setting_values:
+        raise ValueError(
+            f"settings and {', '.join(setting_values)} were both given: pass the settings one way, in ExtensionSettings"
+        )
+    return settings
 
 
 @jsii.implements(IValidation)

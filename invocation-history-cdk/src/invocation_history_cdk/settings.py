@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Iterable, Optional, Union
+from dataclasses import dataclass
+from typing import Any, Iterable, Optional, Sequence, Union
 
 from aws_cdk import Token
 from aws_cdk import aws_s3 as s3
@@ -29,7 +30,12 @@ DEFAULT_HTTP_PORT = 1203
 DEFAULT_RUNTIME_PROXY_PORT = 9009
 #: The CloudWatch namespace of the extension's environment start/stop metrics (EMF), unless configured otherwise.
 DEFAULT_METRICS_NAMESPACE = "InvocationHistory"
-_NAMESPACE_CHARACTERS = re.compile(r"^[A-Za-z0-9.\-_/#: ]{1,255}$")
+#: The extension's namespace rule (``valid_namespace`` in config.rs): 1 to 255 of letters, digits and these, not
+#: starting with the prefix AWS keeps for its own services.
+MAX_NAMESPACE_LENGTH = 255
+NAMESPACE_PUNCTUATION = ".-_/#: "
+RESERVED_NAMESPACE_PREFIX = "AWS/"
+_NAMESPACE_CHARACTERS = re.compile(rf"^[A-Za-z0-9{re.escape(NAMESPACE_PUNCTUATION)}]{{1,{MAX_NAMESPACE_LENGTH}}}$")
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")
 
 # The S3 export (docs/configuration.md, "S3 export"): off unless a bucket is named.
@@ -51,138 +57,171 @@ EXPORT_LIMITS = {
     "export_max_bytes": (ENV_EXPORT_MAX_BYTES, 1024, 64 << 20, 4 << 20),
     "export_max_age_ms": (ENV_EXPORT_MAX_AGE_MS, 1000, 3_600_000, 60_000),
 }
+#: Every integer setting's variable, and its least, most and default value as the extension has them (its
+#: ``int_in`` calls in extension_src/src/config.rs): outside the range the extension would fall back to the default.
+#: tests/unit/test_settings_contract.py fails when these, config.rs and docs/configuration.md disagree.
+INTEGER_SETTINGS = {
+    "port": (ENV_HTTP_PORT, 1, 65535, DEFAULT_HTTP_PORT),
+    "max_records": (ENV_MAX_RECORDS, 1, 1_000_000, 10_000),
+    "max_wait_ms": (ENV_MAX_WAIT_MS, 0, 30_000, 2000),
+    "runtime_proxy_port": (ENV_RUNTIME_PROXY_PORT, 1, 65535, DEFAULT_RUNTIME_PROXY_PORT),
+    **EXPORT_LIMITS,
+}
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
 def check_namespace(prop: str, namespace: object) -> None:
     """Raise unless ``namespace`` is a CloudWatch namespace the extension accepts (its own rule, ``src/config.rs``)."""
-    if not isinstance(namespace, str) or not _NAMESPACE_CHARACTERS.match(namespace) or namespace.startswith("AWS/"):
+    if (not isinstance(namespace, str) or not _NAMESPACE_CHARACTERS.match(namespace)
+            or namespace.startswith(RESERVED_NAMESPACE_PREFIX)):
         raise ValueError(
-            f"{prop}={namespace!r} is not a CloudWatch namespace: pass 1 to 255 letters, digits or . - _ / # : and "
-            f"spaces, not starting with AWS/, or omit it for {DEFAULT_METRICS_NAMESPACE}"
+            f"{prop}={namespace!r} is not a CloudWatch namespace: pass 1 to {MAX_NAMESPACE_LENGTH} letters, digits or "
+            f"{' '.join(NAMESPACE_PUNCTUATION.strip())} and spaces, not starting with {RESERVED_NAMESPACE_PREFIX}, "
+            f"or omit it for {DEFAULT_METRICS_NAMESPACE}"
         )
 
 
 
-def extension_environment(
-    *,
-    port: Optional[int] = None,
-    max_records: Optional[int] = None,
-    max_wait_ms: Optional[int] = None,
-    log_level: Optional[str] = None,
-    telemetry: Optional[bool] = None,
-    metrics: Optional[bool] = None,
-    metrics_namespace: Optional[str] = None,
-    runtime_proxy: bool = False,
-    runtime_proxy_port: Optional[int] = None,
-    export_bucket: Union[str, s3.IBucket, None] = None,
-    export_prefix: Optional[str] = None,
-    export_max_invocations: Optional[int] = None,
-    export_max_bytes: Optional[int] = None,
-    export_max_age_ms: Optional[int] = None,
-    export_logs: Union[str, Iterable[str], None] = None,
-) -> dict[str, str]:
-    """The extension's environment variables for these settings, validated.
+@dataclass(frozen=True)
+class ExtensionSettings:
+    """The extension's settings for one function, validated when made: a setting the extension would ignore at run time
+    (and fall back to its default with a warning) raises ``ValueError`` here, naming the setting, the value and the fix.
 
-    Also for functions that carry the extension themselves (container images, see
-    ``functions/container/Dockerfile``), which cannot take a layer.
+    Every setting left out keeps the extension's own default (``docs/configuration.md``); only the port is always
+    written, so the function's code and the extension read the same value. Example::
 
-    :param port: HTTP port of the extension's local API on 127.0.0.1. Default: 1203, the extension's default; the
-        variable is always written so the function code and the extension read the same value.
-    :param max_records: invocations kept in memory, oldest dropped first. Default: not set, the extension keeps 10000.
-    :param max_wait_ms: longest time a request naming its own request id may wait for its record. Default: not set,
-        the extension waits at most 2000 ms.
-    :param log_level: the extension's log level (TRACE, DEBUG, INFO, WARN, ERROR, FATAL). Default: not set, the
-        extension follows ``AWS_LAMBDA_LOG_LEVEL`` and then INFO.
-    :param telemetry: subscribe to the Telemetry API to fill in each record's status, durations and memory.
-        Default: not set, the extension subscribes (on).
-    :param metrics: write the environment start/stop metrics (CloudWatch Embedded Metric Format on stdout).
-        Default: not set, the extension writes them (on).
-    :param metrics_namespace: CloudWatch namespace of those metrics (1-255 of letters, digits and ``.-_/#:`` or space,
-        not ``AWS/...``). Default: not set, ``InvocationHistory``.
-    :param runtime_proxy: run the Runtime API proxy, which records each invocation's outcome from the wire. This only
-        sets the extension's variables; the runtime must also be started through ``/opt/invocation-history-wrapper``
-        (``InvocationHistoryLayer.add_function`` does that for managed runtimes). Default: off, nothing is written.
-    :param runtime_proxy_port: port of the proxy on 127.0.0.1, only with ``runtime_proxy=True``. Default: 9009,
-        written whenever the proxy is on so the template says where it listens.
-    :param export_bucket: the S3 bucket (or its name) the history is exported to. This only sets the variables: the
-        function's role also needs ``s3:PutObject`` on ``<bucket>/<prefix>*`` (``grant_export`` gives exactly that;
-        ``InvocationHistoryLayer.add_function`` calls it). Default: not set, no export.
-    :param export_prefix: the object keys' prefix, only with ``export_bucket``: up to 512 bytes, not starting with
-        ``/``, no control characters, no ``*`` or ``?``. Default: ``invocation-history/``, written whenever the export
-        is on so the grant and the extension name the same prefix.
-    :param export_max_invocations: a batch is due at this many invocations (1-100000). Default: not set, 1000.
-    :param export_max_bytes: ... or at this many bytes of NDJSON before compression (1024-67108864). Default: not
-        set, 4194304 (4 MiB).
-    :param export_max_age_ms: ... or when its oldest line is this old (1000-3600000 ms). Default: not set, 60000.
-    :param export_logs: the log streams exported with the invocations: some of ``platform``, ``function`` and
-        ``extension`` (a list, or the variable's own comma-separated text), or ``[]``/``"none"`` for none; the logs
-        come from the Telemetry API, so not with ``telemetry=False``. Default: not set, ``function,extension``.
+        ExtensionSettings(max_records=1000, export_bucket=bucket, export_logs=["platform", "function"])
     """
-    port = DEFAULT_HTTP_PORT if port is None else port
-    if not _is_port(port):
-        raise ValueError(f"port={port!r} is not a TCP port: pass an integer from 1 to 65535, or omit it for 1203")
-    env = {ENV_HTTP_PORT: str(port)}
-    # The ranges the extension accepts (extension_src/src/config.rs): outside them it would fall back to its default.
-    for name, value, variable, least, most in (
-        ("max_records", max_records, ENV_MAX_RECORDS, 1, 1_000_000),
-        ("max_wait_ms", max_wait_ms, ENV_MAX_WAIT_MS, 0, 30_000),
-    ):
-        if value is None:
-            continue
-        if not isinstance(value, int) or isinstance(value, bool) or not least <= value <= most:
+
+    #: HTTP port of the extension's local API on 127.0.0.1 (1-65535). Default: 1203, always written.
+    port: int = DEFAULT_HTTP_PORT
+    #: Invocations kept in memory, oldest dropped first (1-1000000). Default: not set, the extension keeps 10000.
+    max_records: Optional[int] = None
+    #: Longest wait, in ms, of a request naming its own request id for its record (0-30000). Default: not set, 2000.
+    max_wait_ms: Optional[int] = None
+    #: The extension's log level (TRACE, DEBUG, INFO, WARN, ERROR, FATAL; any case). Default: not set, the extension
+    #: follows ``AWS_LAMBDA_LOG_LEVEL`` and then INFO.
+    log_level: Optional[str] = None
+    #: Subscribe to the Telemetry API to fill in each record's status, durations and memory. Default: not set, on.
+    telemetry: Optional[bool] = None
+    #: Write the environment start/stop metrics (CloudWatch Embedded Metric Format on stdout). Default: not set, on.
+    metrics: Optional[bool] = None
+    #: CloudWatch namespace of those metrics (1-255 of letters, digits and ``.-_/#:`` or space, not ``AWS/...``).
+    #: Default: not set, ``InvocationHistory``.
+    metrics_namespace: Optional[str] = None
+    #: Run the Runtime API proxy, which records each invocation's outcome from the wire; the runtime must be started
+    #: through ``/opt/invocation-history-wrapper`` (``InvocationHistoryLayer.add_function`` sets
+    #: ``AWS_LAMBDA_EXEC_WRAPPER`` for managed runtimes; ``extension_environment`` does not). Default: off.
+    runtime_proxy: bool = False
+    #: Port of the proxy on 127.0.0.1, only with ``runtime_proxy=True``. Default: 9009, written whenever the proxy is on.
+    runtime_proxy_port: Optional[int] = None
+    #: The S3 bucket (an ``s3.IBucket``; its name only with ``extension_environment``) the history is exported to;
+    #: ``add_function`` grants the function's role ``s3:PutObject`` on ``<bucket>/<prefix>*`` (``grant_export``).
+    #: Default: not set, no export.
+    export_bucket: Union[str, s3.IBucket, None] = None
+    #: The object keys' prefix, only with ``export_bucket``: up to 512 bytes, not starting with ``/``, no control
+    #: characters, no ``*`` or ``?``. Default: ``invocation-history/``, written whenever the export is on.
+    export_prefix: Optional[str] = None
+    #: A batch is due at this many invocations (1-100000). Default: not set, 1000.
+    export_max_invocations: Optional[int] = None
+    #: ... or at this many bytes of NDJSON before compression (1024-67108864). Default: not set, 4194304 (4 MiB).
+    export_max_bytes: Optional[int] = None
+    #: ... or when its oldest line is this old, in ms (1000-3600000). Default: not set, 60000.
+    export_max_age_ms: Optional[int] = None
+    #: The log streams exported with the invocations: some of ``platform``, ``function``, ``extension`` (a list, or
+    #: the variable's own comma-separated text), or ``[]``/``"none"`` for none; not with ``telemetry=False`` (the
+    #: logs come from the Telemetry API). Default: not set, ``function,extension``.
+    export_logs: Union[str, Sequence[str], None] = None
+
+    def __post_init__(self) -> None:
+        self.environment()  # every check, now: an error points at the line that made the settings
+
+    def environment(self) -> dict[str, str]:
+        """The extension's environment variables for these settings (not ``AWS_LAMBDA_EXEC_WRAPPER``)."""
+        port = self.port
+        max_records = self.max_records
+        max_wait_ms = self.max_wait_ms
+        log_level = self.log_level
+        telemetry = self.telemetry
+        metrics = self.metrics
+        metrics_namespace = self.metrics_namespace
+        runtime_proxy = self.runtime_proxy
+        runtime_proxy_port = self.runtime_proxy_port
+        export_bucket = self.export_bucket
+        export_prefix = self.export_prefix
+        export_max_invocations = self.export_max_invocations
+        export_max_bytes = self.export_max_bytes
+        export_max_age_ms = self.export_max_age_ms
+        export_logs = self.export_logs
+        port = DEFAULT_HTTP_PORT if port is None else port
+        if not _is_port(port):
+            raise ValueError(f"port={port!r} is not a TCP port: pass an integer from 1 to 65535, or omit it for 1203")
+        env = {ENV_HTTP_PORT: str(port)}
+        # The ranges the extension accepts (extension_src/src/config.rs): outside them it would fall back to its default.
+        for name, value in (("max_records", max_records), ("max_wait_ms", max_wait_ms)):
+            variable, least, most, _ = INTEGER_SETTINGS[name]
+            if value is None:
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or not least <= value <= most:
+                raise ValueError(
+                    f"{name}={value!r} is invalid: pass an integer from {least} to {most}, or omit it for the default"
+                )
+            env[variable] = str(value)
+        if log_level is not None:
+            if not isinstance(log_level, str) or log_level.upper() not in LOG_LEVELS:
+                raise ValueError(
+                    f"log_level={log_level!r} is not a Lambda log level: pass one of {', '.join(LOG_LEVELS)}, "
+                    "or omit it to follow AWS_LAMBDA_LOG_LEVEL"
+                )
+            env[ENV_LOG_LEVEL] = log_level.upper()
+        for name, value, variable in (("telemetry", telemetry, ENV_TELEMETRY), ("metrics", metrics, ENV_METRICS)):
+            if value is None:
+                continue
+            if not isinstance(value, bool):
+                raise ValueError(f"{name}={value!r} is not a switch: pass True or False, or omit it to keep it on")
+            env[variable] = "on" if value else "off"
+        if metrics_namespace is not None:
+            check_namespace("metrics_namespace", metrics_namespace)
+            if metrics is False:
+                raise ValueError(
+                    f"metrics_namespace={metrics_namespace!r} has no effect with metrics=False: "
+                    "omit metrics_namespace, or turn metrics on"
+                )
+            env[ENV_METRICS_NAMESPACE] = metrics_namespace
+        env.update(export_environment(
+            export_bucket, prefix=export_prefix, max_invocations=export_max_invocations, max_bytes=export_max_bytes,
+            max_age_ms=export_max_age_ms, logs=export_logs, telemetry=telemetry,
+        ))
+        if not isinstance(runtime_proxy, bool):
+            raise ValueError(f"runtime_proxy={runtime_proxy!r} is not a switch: pass True or False (the default)")
+        if not runtime_proxy:
+            if runtime_proxy_port is not None:
+                raise ValueError(
+                    f"runtime_proxy_port={runtime_proxy_port!r} has no effect without the proxy: "
+                    "pass runtime_proxy=True as well, or omit runtime_proxy_port"
+                )
+            return env
+        proxy_port = DEFAULT_RUNTIME_PROXY_PORT if runtime_proxy_port is None else runtime_proxy_port
+        if not _is_port(proxy_port):
             raise ValueError(
-                f"{name}={value!r} is invalid: pass an integer from {least} to {most}, or omit it for the default"
+                f"runtime_proxy_port={proxy_port!r} is not a TCP port: pass an integer from 1 to 65535, "
+                f"or omit it for {DEFAULT_RUNTIME_PROXY_PORT}"
             )
-        env[variable] = str(value)
-    if log_level is not None:
-        if not isinstance(log_level, str) or log_level.upper() not in LOG_LEVELS:
+        if proxy_port == port:
             raise ValueError(
-                f"log_level={log_level!r} is not a Lambda log level: pass one of {', '.join(LOG_LEVELS)}, "
-                "or omit it to follow AWS_LAMBDA_LOG_LEVEL"
+                f"runtime_proxy_port={proxy_port!r} is also the port of the local API (port={port}): the two listeners "
+                f"need different ports: pass a runtime_proxy_port other than {port}"
             )
-        env[ENV_LOG_LEVEL] = log_level.upper()
-    for name, value, variable in (("telemetry", telemetry, ENV_TELEMETRY), ("metrics", metrics, ENV_METRICS)):
-        if value is None:
-            continue
-        if not isinstance(value, bool):
-            raise ValueError(f"{name}={value!r} is not a switch: pass True or False, or omit it to keep it on")
-        env[variable] = "on" if value else "off"
-    if metrics_namespace is not None:
-        check_namespace("metrics_namespace", metrics_namespace)
-        if metrics is False:
-            raise ValueError(
-                f"metrics_namespace={metrics_namespace!r} has no effect with metrics=False: "
-                "omit metrics_namespace, or turn metrics on"
-            )
-        env[ENV_METRICS_NAMESPACE] = metrics_namespace
-    env.update(export_environment(
-        export_bucket, prefix=export_prefix, max_invocations=export_max_invocations, max_bytes=export_max_bytes,
-        max_age_ms=export_max_age_ms, logs=export_logs, telemetry=telemetry,
-    ))
-    if not isinstance(runtime_proxy, bool):
-        raise ValueError(f"runtime_proxy={runtime_proxy!r} is not a switch: pass True or False (the default)")
-    if not runtime_proxy:
-        if runtime_proxy_port is not None:
-            raise ValueError(
-                f"runtime_proxy_port={runtime_proxy_port!r} has no effect without the proxy: "
-                "pass runtime_proxy=True as well, or omit runtime_proxy_port"
-            )
+        env[ENV_RUNTIME_PROXY] = "on"
+        env[ENV_RUNTIME_PROXY_PORT] = str(proxy_port)
         return env
-    proxy_port = DEFAULT_RUNTIME_PROXY_PORT if runtime_proxy_port is None else runtime_proxy_port
-    if not _is_port(proxy_port):
-        raise ValueError(
-            f"runtime_proxy_port={proxy_port!r} is not a TCP port: pass an integer from 1 to 65535, "
-            f"or omit it for {DEFAULT_RUNTIME_PROXY_PORT}"
-        )
-    if proxy_port == port:
-        raise ValueError(
-            f"runtime_proxy_port={proxy_port!r} is also the port of the local API (port={port}): the two listeners "
-            f"need different ports: pass a runtime_proxy_port other than {port}"
-        )
-    env[ENV_RUNTIME_PROXY] = "on"
-    env[ENV_RUNTIME_PROXY_PORT] = str(proxy_port)
-    return env
+
+
+def extension_environment(**settings: Any) -> dict[str, str]:
+    """The extension's environment variables for ``ExtensionSettings(**settings)``, validated: for functions that
+    carry the extension themselves (container images, see ``functions/container/Dockerfile``), which cannot take a
+    layer. It does not set ``AWS_LAMBDA_EXEC_WRAPPER``, which is the function's business."""
+    return ExtensionSettings(**settings).environment()
 
 
 def export_environment(
@@ -284,6 +323,7 @@ def _export_log_streams(logs: object) -> list[str]:
 
 
 def _is_port(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 65535
+    _, least, most, _ = INTEGER_SETTINGS["port"]
+    return isinstance(value, int) and not isinstance(value, bool) and least <= value <= most
 
 
