@@ -29,7 +29,7 @@ CDK_MIN_VERSION := 2.100.0
 CDK_MIN_VENV := build/cdk-min
 
 .PHONY: dist-check-min
-dist-check-min: dist ## synthesize a user's app with the wheel on the oldest aws-cdk-lib it allows ($(CDK_MIN_VERSION))
+dist-check-min: dist ## synthesize a user's app with the wheel on the oldest aws-cdk-lib it allows (CDK_MIN_VERSION)
 	rm -rf $(CDK_MIN_VENV) && $(PYTHON_BOOTSTRAP) -m venv $(CDK_MIN_VENV) && mkdir $(CDK_MIN_VENV)/app
 	$(CDK_MIN_VENV)/bin/python -m pip install --quiet aws-cdk-lib==$(CDK_MIN_VERSION) dist/invocation_history_cdk-*.whl
 	cd $(CDK_MIN_VENV)/app && PATH=$(CURDIR)/$(CDK_MIN_VENV)/bin:/usr/bin:/bin ../bin/python $(CURDIR)/tests/package/user_app.py
