@@ -10,7 +10,7 @@ from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from stacks.demo_stack import REPO_ROOT, function_role_and_logs
-from stacks.invocation_history_layer import extension_environment
+from invocation_history_cdk import extension_environment
 
 DOCKERFILE = "functions/container/Dockerfile"
 #: The build context is the repository root (the image needs extension_src/ and functions/go/); only the paths that

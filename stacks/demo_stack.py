@@ -15,8 +15,8 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from stacks.history_dashboard import InvocationHistoryDashboard
-from stacks.invocation_history_layer import DEFAULT_EXPORT_PREFIX, InvocationHistoryLayer
+from invocation_history_cdk import ExtensionSettings, InvocationHistoryDashboard, InvocationHistoryLayer
+from invocation_history_cdk.settings import DEFAULT_EXPORT_PREFIX
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 #: Short: the samples' logs are only for looking at a demo run.
@@ -191,7 +191,7 @@ class DemoStack(Stack):
 
     def _add_with_export(self, layer: InvocationHistoryLayer, fn: lambda_.Function, **settings: Any) -> None:
         """Add the layer to ``fn`` with its history exported to the stack's bucket."""
-        layer.add_function(fn, export_bucket=self.export_bucket, **settings)
+        layer.add_function(fn, ExtensionSettings(export_bucket=self.export_bucket, **settings))
         # PutObject on <bucket>/invocation-history/* is the narrowest grant for keys the extension names itself.
         Validations.of(fn.role).acknowledge(Acknowledgment(
             id=f"AwsSolutions-IAM5[Resource::<{self.get_logical_id(self.export_bucket.node.default_child)}.Arn>/"

@@ -10,7 +10,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
-from stacks.invocation_history_layer import InvocationHistoryLayer
+from invocation_history_cdk import InvocationHistoryLayer
 
 #: cdk.json / `-c` context key: accounts (12 digits) and organizations (o-...) allowed to use the layers.
 SHARE_CONTEXT_KEY = "invocationHistory:layerShareWith"

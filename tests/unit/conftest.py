@@ -4,11 +4,14 @@ context (feature flags) of cdk.json, so the templates are the same on every mach
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
 import aws_cdk as cdk
 import pytest
 from aws_cdk.assertions import Template
+
+import invocation_history_cdk.build as layer_build
 
 REPO_ROOT = Path(__file__).resolve().parents[2]  # app.py is importable through pyproject's pythonpath
 
@@ -41,3 +44,15 @@ def synthesized(tmp_path_factory):
 def templates(synthesized) -> dict[str, Template]:
     stacks, _ = synthesized
     return {name: Template.from_stack(stack) for name, stack in stacks.items()}
+
+
+@pytest.fixture
+def packaged_layers(tmp_path, monkeypatch) -> Path:
+    """A package whose wheel carries layer zips (``make dist``): stand-ins in a directory of their own."""
+    layers = tmp_path / "layers"
+    layers.mkdir()
+    for arch in ("x86_64", "arm64"):
+        with zipfile.ZipFile(layers / f"invocation-history-extension-{arch}.zip", "w") as zf:
+            zf.writestr("extensions/invocation-history-extension", f"#!/bin/sh\n# {arch}\n")
+    monkeypatch.setattr(layer_build, "PACKAGED_LAYERS_DIR", layers)
+    return layers

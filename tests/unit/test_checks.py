@@ -94,7 +94,7 @@ def test_dockerfile_builds_extension_and_function_for_the_target_architecture():
 
 def test_dockerfile_rust_image_is_the_constructs_docker_fallback():
     # one Rust release for the construct's Docker build and the image: the same bytes in the layer and the image
-    from stacks.invocation_history_layer import DEFAULT_DOCKER_IMAGE
+    from invocation_history_cdk.build import DEFAULT_DOCKER_IMAGE
 
     text = (REPO_ROOT / "functions/container/Dockerfile").read_text()
     assert f"FROM --platform=$BUILDPLATFORM {DEFAULT_DOCKER_IMAGE} AS extension" in text

@@ -19,8 +19,9 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Annotations, Match, Template
 
-import stacks.invocation_history_layer as ihl
-from stacks import InvocationHistoryLayer, LayerBuildError, extension_environment, grant_export
+import invocation_history_cdk.build as layer_build
+import invocation_history_cdk.layer as layer_module
+from invocation_history_cdk import InvocationHistoryLayer, LayerBuildError, extension_environment, grant_export
 
 from .conftest import ENV, REPO_ROOT
 
@@ -67,7 +68,7 @@ def test_defaults_to_arm64_any_runtime_mit(stack, prebuilt):
         "CompatibleArchitectures": ["arm64"],
         "CompatibleRuntimes": Match.absent(),
         "LicenseInfo": "MIT",
-        "Description": f"Invocation History extension {ihl.extension_version()} for arm64, any runtime",
+        "Description": f"Invocation History extension {layer_build.extension_version()} for arm64, any runtime",
     })
 
 
@@ -76,12 +77,52 @@ def test_prebuilt_code_skips_the_build(stack, prebuilt, monkeypatch):
     def no_build(*args, **kwargs):
         raise AssertionError("built although code= was given")
 
-    monkeypatch.setattr(ihl, "build_layer_zip", no_build)
+    monkeypatch.setattr(layer_module, "build_layer_zip", no_build)
     # WHEN a layer gets prebuilt code THEN it is used as it is
     layer = InvocationHistoryLayer(stack, "History", architecture=X86, code=prebuilt)
     assert layer.architecture.name == "x86_64"
     Template.from_stack(stack).has_resource_properties("AWS::Lambda::LayerVersion",
                                                        {"CompatibleArchitectures": ["x86_64"]})
+
+
+def test_the_packaged_zip_of_the_architecture_is_used_without_a_build(stack, packaged_layers, monkeypatch):
+    # GIVEN a wheel with both zips, and a build that would fail
+    def no_build(*args, **kwargs):
+        raise AssertionError("built although the wheel carries the zip")
+
+    monkeypatch.setattr(layer_module, "build_layer_zip", no_build)
+    # WHEN an x86_64 layer is made without code or source_dir
+    InvocationHistoryLayer(stack, "History", architecture=X86)
+    assembly = cdk.App.of(stack).synth()
+    # THEN its asset is the packaged x86_64 zip, byte for byte, and its description names the package's version
+    (layer,) = Template.from_stack(stack).find_resources("AWS::Lambda::LayerVersion").values()
+    key = layer["Properties"]["Content"]["S3Key"]
+    staged = Path(assembly.directory) / f"asset.{key.removesuffix('.zip')}.zip"
+    assert staged.read_bytes() == (packaged_layers / "invocation-history-extension-x86_64.zip").read_bytes()
+    assert layer["Properties"]["Description"].startswith(f"Invocation History extension {layer_build.PACKAGE_VERSION} ")
+
+
+def test_source_dir_builds_even_when_the_wheel_carries_a_zip(stack, packaged_layers, prebuilt, monkeypatch):
+    # GIVEN a wheel with both zips WHEN a layer names the extension's source
+    built = []
+
+    def fake_build(architecture, **kwargs):
+        built.append((architecture, kwargs["source_dir"]))
+        return packaged_layers / "invocation-history-extension-arm64.zip", "0" * 64
+
+    monkeypatch.setattr(layer_module, "build_layer_zip", fake_build)
+    InvocationHistoryLayer(stack, "History", source_dir=REPO_ROOT / "extension_src")
+    # THEN that source is built
+    assert built == [("arm64", REPO_ROOT / "extension_src")]
+
+
+def test_without_packaged_zips_or_source_the_error_names_the_ways_out(stack, monkeypatch, tmp_path):
+    # GIVEN an install built from source (no zips) outside a checkout (no extension_src beside it)
+    monkeypatch.setattr(layer_build, "PACKAGED_LAYERS_DIR", tmp_path / "none")
+    monkeypatch.setattr(layer_module, "DEFAULT_SOURCE_DIR", tmp_path / "extension_src")
+    # WHEN a layer is made without code THEN the error says what to install or pass
+    with pytest.raises(ValueError, match=r"carries no prebuilt layer zip for arm64 .*make dist.*source_dir=.*code="):
+        InvocationHistoryLayer(stack, "History")
 
 
 def test_add_function_attaches_layer_and_sets_environment(stack, prebuilt):
@@ -487,7 +528,7 @@ def test_export_bucket_in_another_region_is_refused(stack, prebuilt):
 
 # ---- building: local Rust, Docker, neither --------------------------------------------------------------------------
 
-BOTH_TARGETS = frozenset(ihl.RUST_TARGETS.values())
+BOTH_TARGETS = frozenset(layer_build.RUST_TARGETS.values())
 
 
 def fake_which(cargo=None, docker=None):
@@ -501,13 +542,13 @@ def fake_rust(version, targets=BOTH_TARGETS):
 
 
 def test_the_build_reads_rust_version_and_extension_version_from_cargo_toml():
-    assert ihl.required_rust_version() >= (1, 85)  # edition 2024
-    assert re.fullmatch(r"\d+\.\d+\.\d+", ihl.extension_version())
+    assert layer_build.required_rust_version() >= (1, 85)  # edition 2024
+    assert re.fullmatch(r"\d+\.\d+\.\d+", layer_build.extension_version())
 
 
 def test_local_rust_with_the_target_builds_with_build_layer_sh(tmp_path, monkeypatch):
-    monkeypatch.setattr(ihl, "local_rust", fake_rust((1, 95, 0)))
-    cmd = ihl.build_command("x86_64", tmp_path / "out.zip", which=fake_which(cargo="/usr/bin/cargo"))
+    monkeypatch.setattr(layer_build, "local_rust", fake_rust((1, 95, 0)))
+    cmd = layer_build.build_command("x86_64", tmp_path / "out.zip", which=fake_which(cargo="/usr/bin/cargo"))
     assert cmd == ["sh", str(REPO_ROOT / "extension_src" / "build-layer.sh"), "x86_64", str(tmp_path / "out.zip")]
 
 
@@ -522,7 +563,7 @@ def test_docker_is_chosen_when_cargo_is_absent(tmp_path, monkeypatch):
         Path(out_dir, cmd[-2]).write_bytes(b"zip")
         return subprocess.CompletedProcess(cmd, 0, "", "")
 
-    monkeypatch.setattr(ihl, "_run", fake_run)
+    monkeypatch.setattr(layer_build, "_run", fake_run)
     # WHEN a layer is created without code
     InvocationHistoryLayer(cdk.Stack(cdk.App(), "T"), "History", cache_dir=tmp_path / "cache")
     # THEN the official Rust image adds the target and runs the same build script, with the source read-only
@@ -544,8 +585,8 @@ def test_docker_is_chosen_when_cargo_is_absent(tmp_path, monkeypatch):
     ((1, 95, 0), frozenset({"x86_64-unknown-linux-musl"})),  # no arm64 standard library
 ])
 def test_docker_is_chosen_when_the_local_toolchain_does_not_fit(tmp_path, monkeypatch, version, targets):
-    monkeypatch.setattr(ihl, "local_rust", fake_rust(version, targets))
-    cmd = ihl.build_command("arm64", tmp_path / "out.zip", which=fake_which(cargo="/usr/bin/cargo", docker="/bin/docker"),
+    monkeypatch.setattr(layer_build, "local_rust", fake_rust(version, targets))
+    cmd = layer_build.build_command("arm64", tmp_path / "out.zip", which=fake_which(cargo="/usr/bin/cargo", docker="/bin/docker"),
                             docker_image="rust:1.99")
     assert cmd[0] == "/bin/docker" and "rust:1.99" in cmd
 
@@ -557,11 +598,11 @@ def test_docker_is_chosen_when_the_local_toolchain_does_not_fit(tmp_path, monkey
                              "`rustup target add aarch64-unknown-linux-musl` adds it)"),
 ])
 def test_neither_rust_nor_docker_names_both_options(tmp_path, monkeypatch, rust, found):
-    monkeypatch.setattr(ihl, "local_rust", lambda source_dir=None, which=None: rust)
+    monkeypatch.setattr(layer_build, "local_rust", lambda source_dir=None, which=None: rust)
     with pytest.raises(LayerBuildError) as error:
-        ihl.build_command("arm64", tmp_path / "out.zip", which=fake_which())
+        layer_build.build_command("arm64", tmp_path / "out.zip", which=fake_which())
     message = str(error.value)
-    need = ".".join(map(str, ihl.required_rust_version()))
+    need = ".".join(map(str, layer_build.required_rust_version()))
     assert f"it needs Rust >= {need} with the aarch64-unknown-linux-musl target {found} or Docker" in message
     assert "code=lambda_.Code.from_asset('dist/invocation-history-extension-arm64.zip')" in message
 
@@ -575,21 +616,21 @@ def test_local_rust_reads_the_toolchain_on_path(tmp_path):
     rustc.chmod(0o755)
     which = {"cargo": "/usr/bin/cargo", "rustc": str(rustc)}.get
     # THEN its version and that one target are found
-    assert ihl.local_rust(tmp_path, which) == ((1, 95, 0), frozenset({"x86_64-unknown-linux-musl"}))
-    assert ihl.local_rust(tmp_path, {"rustc": str(rustc)}.get) is None  # no cargo
+    assert layer_build.local_rust(tmp_path, which) == ((1, 95, 0), frozenset({"x86_64-unknown-linux-musl"}))
+    assert layer_build.local_rust(tmp_path, {"rustc": str(rustc)}.get) is None  # no cargo
 
 
 def test_failed_build_reports_command_and_stderr(tmp_path, monkeypatch):
-    monkeypatch.setattr(ihl, "local_rust", fake_rust((1, 95)))
+    monkeypatch.setattr(layer_build, "local_rust", fake_rust((1, 95)))
     monkeypatch.setattr(shutil, "which", fake_which(cargo="/usr/bin/cargo"))
     failing = lambda cmd, **kw: subprocess.CompletedProcess(cmd, 101, "", "error[E0425]: cannot find value")  # noqa: E731
     with pytest.raises(LayerBuildError, match=r"failed \(exit 101\): sh .*build-layer.sh arm64.*\nerror\[E0425\]"):
-        monkeypatch.setattr(ihl, "_run", failing)
-        ihl.build_layer_zip("arm64", cache_dir=tmp_path)
+        monkeypatch.setattr(layer_build, "_run", failing)
+        layer_build.build_layer_zip("arm64", cache_dir=tmp_path)
 
 
 def test_built_zip_is_cached_by_source_hash(tmp_path, monkeypatch):
-    monkeypatch.setattr(ihl, "local_rust", fake_rust((1, 95)))
+    monkeypatch.setattr(layer_build, "local_rust", fake_rust((1, 95)))
     monkeypatch.setattr(shutil, "which", fake_which(cargo="/usr/bin/cargo"))
     monkeypatch.delenv("CARGO_TARGET_DIR", raising=False)
     runs = []
@@ -599,18 +640,18 @@ def test_built_zip_is_cached_by_source_hash(tmp_path, monkeypatch):
         Path(cmd[-1]).write_bytes(b"zip")
         return subprocess.CompletedProcess(cmd, 0, "", "")
 
-    monkeypatch.setattr(ihl, "_run", fake_run)
-    first = ihl.build_layer_zip("arm64", cache_dir=tmp_path)
-    second = ihl.build_layer_zip("arm64", cache_dir=tmp_path)
+    monkeypatch.setattr(layer_build, "_run", fake_run)
+    first = layer_build.build_layer_zip("arm64", cache_dir=tmp_path)
+    second = layer_build.build_layer_zip("arm64", cache_dir=tmp_path)
     assert first == second and len(runs) == 1
-    assert ihl.source_hash()[:16] in first[0].name
+    assert layer_build.source_hash()[:16] in first[0].name
     # AND cargo's work is kept for the next source change, in the crate's target dir as make keeps it
     assert runs[0]["CARGO_TARGET_DIR"] == str(REPO_ROOT / "extension_src" / "target")
 
 
 def test_cargo_work_goes_to_the_cache_when_the_source_is_read_only(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "access", lambda path, mode: False)
-    assert ihl.cargo_target_dir(tmp_path / "src", tmp_path / "cache") == tmp_path.resolve() / "cache" / "cargo-target"
+    assert layer_build.cargo_target_dir(tmp_path / "src", tmp_path / "cache") == tmp_path.resolve() / "cache" / "cargo-target"
 
 
 @pytest.mark.parametrize("edit, rebuilds", [
@@ -628,16 +669,16 @@ def test_cargo_work_goes_to_the_cache_when_the_source_is_read_only(tmp_path, mon
 def test_source_hash_follows_everything_the_zip_is_built_from(tmp_path, edit, rebuilds):
     source = tmp_path / "extension_src"
     shutil.copytree(REPO_ROOT / "extension_src", source, ignore=shutil.ignore_patterns("target"))
-    before = ihl.source_hash(source)
+    before = layer_build.source_hash(source)
     (source / edit).parent.mkdir(parents=True, exist_ok=True)
     with open(source / edit, "a") as f:
         f.write("\n# edited\n")
-    assert (ihl.source_hash(source) != before) == rebuilds
+    assert (layer_build.source_hash(source) != before) == rebuilds
 
 
 def _local_toolchain_fits() -> bool:
-    rust = ihl.local_rust()
-    return rust is not None and rust[0] >= ihl.required_rust_version() and ihl.RUST_TARGETS["arm64"] in rust[1]
+    rust = layer_build.local_rust()
+    return rust is not None and rust[0] >= layer_build.required_rust_version() and layer_build.RUST_TARGETS["arm64"] in rust[1]
 
 
 @pytest.mark.skipif(not _local_toolchain_fits(),
@@ -646,8 +687,8 @@ def test_local_build_is_reproducible_and_lays_out_the_extension(tmp_path, monkey
     # GIVEN two builds of the same source in two caches, both in make's cargo target dir (incremental: tests/local's
     # test_layer_build.py checks that a cold build in a fresh target dir gives the same bytes)
     monkeypatch.delenv("CARGO_TARGET_DIR", raising=False)
-    a, _ = ihl.build_layer_zip("arm64", cache_dir=tmp_path / "a")
-    b, _ = ihl.build_layer_zip("arm64", cache_dir=tmp_path / "b")
+    a, _ = layer_build.build_layer_zip("arm64", cache_dir=tmp_path / "a")
+    b, _ = layer_build.build_layer_zip("arm64", cache_dir=tmp_path / "b")
     # THEN the bytes are the same, and Lambda finds the executable extension
     assert a.read_bytes() == b.read_bytes()
     with zipfile.ZipFile(a) as zf:
@@ -656,27 +697,28 @@ def test_local_build_is_reproducible_and_lays_out_the_extension(tmp_path, monkey
         assert int.from_bytes(zf.read(info)[18:20], "little") == 183  # ELF e_machine: AArch64
 
 
-def test_importable_under_another_name_beside_an_apps_own_stacks_package(monkeypatch, prebuilt):
-    # GIVEN an app with a "stacks" package of its own
-    import importlib.util
-    import types
-
-    monkeypatch.setitem(sys.modules, "stacks", types.ModuleType("stacks"))
-    # WHEN it loads this repository's package under another name, as docs/construct.md shows
-    spec = importlib.util.spec_from_file_location(
-        "invocation_history", REPO_ROOT / "stacks/__init__.py", submodule_search_locations=[str(REPO_ROOT / "stacks")]
+def test_the_package_imports_beside_an_apps_own_stacks_package(tmp_path):
+    # GIVEN an app with a "stacks" package of its own, as many CDK apps have
+    (tmp_path / "stacks").mkdir()
+    (tmp_path / "stacks" / "__init__.py").write_text("OWN = True\n")
+    layer_zip = tmp_path / "layer.zip"
+    with zipfile.ZipFile(layer_zip, "w") as zf:
+        zf.writestr("extensions/invocation-history-extension", "#!/bin/sh\n")
+    # WHEN its app imports both, as a user's would
+    script = (
+        "import aws_cdk as cdk\nfrom aws_cdk import aws_lambda as lambda_\nimport stacks\n"
+        "from invocation_history_cdk import InvocationHistoryLayer\n"
+        f"InvocationHistoryLayer(cdk.Stack(cdk.App(), 'T'), 'H', code=lambda_.Code.from_asset({str(layer_zip)!r}))\n"
+        "print(stacks.OWN, hasattr(stacks, 'InvocationHistoryLayer'))\n"
     )
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "invocation_history", module)
-    spec.loader.exec_module(module)
-    # THEN the construct works, from modules that never touched the app's own package
-    layer = module.InvocationHistoryLayer(cdk.Stack(cdk.App(), "T"), "History", code=prebuilt)
-    assert layer.architecture.name == "arm64"
-    assert not hasattr(sys.modules["stacks"], "InvocationHistoryLayer")
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    # THEN both load, each under its own name
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "False"]
 
 
 def test_dashboard_takes_any_labels_and_checks_its_namespace(stack):
-    from stacks import InvocationHistoryDashboard
+    from invocation_history_cdk import InvocationHistoryDashboard
 
     functions = {"Api": python_function(stack, "A"), "API": python_function(stack, "B"), "Ü-api": python_function(stack, "C")}
     InvocationHistoryDashboard(stack, "Envs", functions=functions)

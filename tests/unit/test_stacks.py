@@ -12,7 +12,7 @@ from aws_cdk.assertions import Match, Template
 from syrupy.extensions.json import JSONSnapshotExtension
 
 import app as cdk_app
-from stacks.history_dashboard import (
+from invocation_history_cdk.dashboard import (
     ENVIRONMENT_LIFETIME,
     ENVIRONMENT_STARTED,
     ENVIRONMENT_STOPPED,
@@ -20,7 +20,8 @@ from stacks.history_dashboard import (
     INVOCATIONS_SERVED,
 )
 from stacks.demo_stack import EXPORT_EXPIRE_DAYS_CONTEXT_KEY, parse_expire_days
-from stacks.invocation_history_layer import (
+from invocation_history_cdk.build import build_layer_zip, extension_version
+from invocation_history_cdk.settings import (
     DEFAULT_METRICS_NAMESPACE,
     ENV_EXEC_WRAPPER,
     ENV_EXPORT_S3_BUCKET,
@@ -29,8 +30,6 @@ from stacks.invocation_history_layer import (
     ENV_RUNTIME_PROXY,
     ENV_RUNTIME_PROXY_PORT,
     WRAPPER_PATH,
-    build_layer_zip,
-    extension_version,
 )
 from stacks.layer_stack import PARAMETER_NAME, parse_share_with
 

@@ -16,7 +16,7 @@ from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-from .invocation_history_layer import DEFAULT_METRICS_NAMESPACE, check_namespace
+from .settings import DEFAULT_METRICS_NAMESPACE, check_namespace
 
 # The metric names of extension_src/src/metrics: the contract this dashboard is built on.
 ENVIRONMENT_STARTED = "EnvironmentStarted"
