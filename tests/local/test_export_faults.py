@@ -20,6 +20,7 @@ import gzip
 import json
 import re
 import shutil
+import socket
 import tempfile
 import time
 from dataclasses import dataclass
@@ -396,9 +397,17 @@ def test_managed_instances_a_refusal_drops_the_batch_at_once_counted(start, faul
     assert counts["exportDroppedBatches"] == 2 and counts["exportDroppedInvocations"] == BATCH, counts
 
 
-def test_managed_instances_an_unreachable_s3_is_retried_then_every_loss_counted(start):
+@pytest.fixture
+def dead_port():
+    """A loopback port where nothing listens and nothing else can while the test runs: bound, never listening."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield s.getsockname()[1]
+
+
+def test_managed_instances_an_unreachable_s3_is_retried_then_every_loss_counted(start, dead_port):
     # GIVEN an endpoint where nothing listens
-    env = managed_instances(start, f"http://127.0.0.1:{free_port()}")
+    env = managed_instances(start, f"http://127.0.0.1:{dead_port}")
     env.invoke(BATCH)
     # WHEN the batch has failed once while the environment serves, and the environment shuts down
     export = wait_until(lambda: (e := env.export())["retries"] >= 1 and e, timeout=5.0, interval=0.02)
