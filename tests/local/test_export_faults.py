@@ -421,14 +421,6 @@ def test_managed_instances_an_unreachable_s3_is_retried_then_every_loss_counted(
     assert counts["exportDroppedBatches"] == 2 and counts["exportDroppedInvocations"] == BATCH, counts
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="a PUT begun less than 50 ms before SHUTDOWN keeps its own 2 s bound (the exporter's task sees the stop "
-    "only after it), and Exporter::shutdown gives up only at its deadline + 50 ms, which is Lambda's deadline itself "
-    "(event_loop.rs keeps a 50 ms margin): the extension writes its summary line and exits at the deadline, and the "
-    "emulator often SIGKILLs it first (then the summary line, with every count, is lost)",
-)
 def test_managed_instances_shutdown_in_the_middle_of_a_put_loses_it_counted_within_the_deadline(start):
     # GIVEN an S3 that reads every PUT and never answers
     with FaultS3(Fault.hang()) as s3:

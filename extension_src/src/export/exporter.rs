@@ -22,9 +22,10 @@ use super::key::object_key;
 use super::logs::{LogBuffer, LogEvent};
 use super::queue::{Pending, Queue};
 use crate::history::{Record, RequestId, Store};
+use crate::http_client;
 use crate::local_api::write_record;
 use crate::log::Logger;
-use crate::s3::client::Bucket;
+use crate::s3::client::{Bucket, PutError};
 use crate::time::{Clock, Timestamp};
 
 /// How often the exporter looks for finished records.
@@ -74,6 +75,22 @@ pub struct Exporter {
     requests: mpsc::Sender<Request>,
     store: Arc<Store>,
     logs: Option<Arc<LogBuffer>>,
+}
+
+/// The shutdown's notice: its deadline and reason, once it comes.
+type StopReceiver = watch::Receiver<Option<(Instant, String)>>;
+
+/// Kept before the shutdown's deadline for the task to count and hand over what it could not
+/// send, so that it ends by the deadline itself and is never cut off in the middle of counting.
+const WRAP_UP: Duration = Duration::from_millis(10);
+
+/// When the task's uploads must end, once the shutdown has come: its deadline less `WRAP_UP`.
+fn stop_deadline(stop: &StopReceiver) -> Option<Instant> {
+    stop.borrow().as_ref().map(|(deadline, _)| wrap_up_at(*deadline))
+}
+
+fn wrap_up_at(deadline: Instant) -> Instant {
+    deadline.checked_sub(WRAP_UP).unwrap_or(deadline)
 }
 
 /// What the event loop asks of the exporter's task, on on-demand environments.
@@ -154,12 +171,11 @@ impl Exporter {
     /// `deadline`; returns the counters.
     pub async fn shutdown(self, deadline: Instant, reason: &str) -> Stats {
         let _ = self.stop.send(Some((deadline, reason.to_owned())));
-        // The task bounds its own work by the deadline; a little past it (an upload begun before
-        // SHUTDOWN still running), it is given up, and what it had not sent is counted as dropped.
+        // The task bounds its own work, an upload under way included, by the deadline; if it has
+        // not finished by then it is given up, and what it had not sent is counted as dropped.
+        // The margin Lambda's deadline keeps after `deadline` is for the summary line.
         let mut task = self.task;
-        let finished = tokio::time::timeout_at(deadline + Duration::from_millis(50), &mut task)
-            .await
-            .is_ok();
+        let finished = tokio::time::timeout_at(deadline, &mut task).await.is_ok();
         let mut stats = *self.stats.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(logs) = &self.logs {
             stats.dropped_log_events += logs.dropped();
@@ -171,8 +187,8 @@ impl Exporter {
             // Log events in batches not sent, and those still waiting for their invocation.
             let waiting = self.logs.as_ref().map_or(0, |l| l.take_all().len() as u64);
             stats.dropped_log_events += stats.unsent_log_events + waiting;
-            // What was queued, and the batch whose upload hung.
-            stats.dropped_batches += stats.queued_batches + 1;
+            // What was queued, and the batch whose upload was under way.
+            stats.dropped_batches += stats.queued_batches + u64::from(stats.uploading);
             stats.queued_batches = 0;
             stats.queued_bytes = 0;
         }
@@ -202,10 +218,14 @@ struct Work {
 }
 
 impl Work {
-    async fn run(mut self, mut stopped: watch::Receiver<Option<(Instant, String)>>, mut requested: mpsc::Receiver<Request>) {
+    async fn run(mut self, mut stopped: StopReceiver, mut requested: mpsc::Receiver<Request>) {
         let start_line = std::mem::take(&mut self.settings.start_line);
         self.batch.push(&start_line, false, (self.clock)());
         let (deadline, reason) = loop {
+            // An upload may have seen the stop (and taken its notice) while it ran.
+            if let Some(stop) = stopped.borrow().clone() {
+                break stop;
+            }
             tokio::select! {
                 changed = stopped.changed() => match (changed, stopped.borrow().clone()) {
                     (Ok(()), Some(stop)) => break stop,
@@ -220,7 +240,7 @@ impl Work {
                             let _ = reply.send(!self.queue.is_empty());
                         }
                         Request::Upload(deadline, reply) => {
-                            self.upload_ready(Some(deadline), false).await;
+                            self.upload_ready(Some(deadline), false, Some(&mut stopped)).await;
                             let _ = reply.send(());
                         }
                     }
@@ -233,7 +253,7 @@ impl Work {
             // the environment's last line joins the last of them rather than an object of its own.
             if self.settings.background {
                 self.seal_if_due();
-                self.upload_ready(None, false).await;
+                self.upload_ready(None, false, Some(&mut stopped)).await;
             }
         };
         // SHUTDOWN: everything, finished or not, the environment's last line, then every batch by
@@ -242,7 +262,7 @@ impl Work {
         let end_line = self.end_line(&reason);
         self.batch.push(&end_line, false, (self.clock)());
         self.seal();
-        self.upload_ready(Some(deadline), true).await;
+        self.upload_ready(Some(wrap_up_at(deadline)), true, None).await;
         self.queue.drop_all();
         self.publish();
     }
@@ -339,11 +359,16 @@ impl Work {
 
     /// Uploads queued batches, oldest first, until the queue is empty, `deadline` comes, or a
     /// failure asks to wait; `persist` (at SHUTDOWN) retries at once instead, as long as attempts
-    /// and the deadline allow.
-    async fn upload_ready(&mut self, deadline: Option<Instant>, persist: bool) {
+    /// and the deadline allow. While `stop` is given, a stop that comes during an upload bounds
+    /// it by the shutdown's deadline, and no other begins.
+    async fn upload_ready(&mut self, mut deadline: Option<Instant>, persist: bool, mut stop: Option<&mut StopReceiver>) {
         while let Some(mut pending) = self.queue.pop() {
+            if let Some(stopping) = stop.as_deref().and_then(stop_deadline) {
+                deadline = Some(deadline.map_or(stopping, |d| d.min(stopping)));
+            }
             let now = Instant::now();
-            if deadline.is_some_and(|d| d <= now) || (!persist && self.retry_at.is_some_and(|at| now < at)) {
+            let stopped = stop.as_deref().is_some_and(|rx| rx.borrow().is_some());
+            if stopped || deadline.is_some_and(|d| d <= now) || (!persist && self.retry_at.is_some_and(|at| now < at)) {
                 self.queue.put_back(pending);
                 return;
             }
@@ -356,7 +381,33 @@ impl Work {
                 pending.seq,
             );
             let body = pending.batch.body.clone();
-            match self.bucket.put_ndjson_gz(&key, body, (self.clock)(), wait).await {
+            self.stats().uploading = true;
+            let put = self.bucket.put_ndjson_gz(&key, body, (self.clock)(), wait);
+            let outcome = match stop.as_deref_mut() {
+                None => put.await,
+                Some(rx) => {
+                    let mut put = std::pin::pin!(put);
+                    tokio::select! {
+                        outcome = &mut put => outcome,
+                        _ = rx.changed() => {
+                            // SHUTDOWN came while this PUT runs: it may go on until the shutdown's
+                            // deadline, not past it (the summary line needs the margin after it).
+                            match stop_deadline(rx) {
+                                Some(stopping) => {
+                                    deadline = Some(stopping);
+                                    let left = stopping.saturating_duration_since(Instant::now());
+                                    tokio::time::timeout_at(stopping, put)
+                                        .await
+                                        .unwrap_or(Err(PutError::Transport(http_client::Error::Timeout(left))))
+                                }
+                                None => put.await,
+                            }
+                        }
+                    }
+                }
+            };
+            self.stats().uploading = false;
+            match outcome {
                 Ok(()) => {
                     self.retry_at = None;
                     let mut stats = self.stats();
@@ -369,7 +420,8 @@ impl Work {
                 }
                 Err(e) => {
                     pending.attempts += 1;
-                    let retry = e.is_retryable() && pending.attempts < MAX_ATTEMPTS;
+                    let time_left = deadline.is_none_or(|d| Instant::now() < d);
+                    let retry = e.is_retryable() && pending.attempts < MAX_ATTEMPTS && time_left;
                     self.log.warn(
                         "S3 export: upload failed",
                         &[

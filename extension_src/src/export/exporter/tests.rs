@@ -333,6 +333,10 @@ async fn an_upload_hanging_at_shutdown_is_given_up_at_the_deadline_and_its_recor
     assert!(started.elapsed() < Duration::from_millis(500), "{:?}", started.elapsed());
     assert_eq!((stats.batches, stats.invocations), (0, 0));
     assert_eq!(stats.dropped_invocations, 3, "every record counted: {stats:?}");
+    // The upload under way was cut at the shutdown's deadline by the task itself, which then
+    // counted each batch: "a"'s, "b"'s and "c"'s (sealed as they filled) and the one that holds
+    // the environment's last line, none of them with time left to send; no retry was counted.
+    assert_eq!((stats.dropped_batches, stats.retries, stats.uploading), (4, 0, false), "{stats:?}");
 }
 
 // ---- log events ----
