@@ -79,19 +79,25 @@ def test_a_missing_bucket_is_named_and_not_retried(s3_put, moto, tmp_path):
     assert done.stdout.startswith("error retryable=false status 404: NoSuchBucket"), done.stdout
 
 
-def test_over_tls_the_put_checks_the_servers_certificate(s3_put, tmp_path):
-    # GIVEN moto over https with a certificate our test CA signed
+@pytest.fixture
+def tls_s3():
+    """moto over https, its certificate signed by the test CA (TLS_CA), with the bucket."""
     with LocalS3(tls=True) as s3:
         s3.client().create_bucket(Bucket=BUCKET)
-        body = gzip.compress(b'{"awsRequestId":"a"}\n')
-        # WHEN the client trusts that CA (SSL_CERT_FILE, as the extension reads it), the PUT is stored
-        done = put(s3_put, s3.url, "test", "test", BUCKET, KEY, body, tmp_path, SSL_CERT_FILE=str(TLS_CA))
-        assert done.returncode == 0 and done.stdout.strip() == "ok", done.stdout + done.stderr
-        assert s3.objects(BUCKET) == {KEY: body}
-        # ... and with only the built-in roots, which do not hold it, nothing is sent
-        done = put(s3_put, s3.url, "test", "test", BUCKET, "other", body, tmp_path)
-        assert done.returncode == 1 and "certificate" in done.stdout, done.stdout + done.stderr
-        assert list(s3.objects(BUCKET)) == [KEY]
+        yield s3
+
+
+def test_over_tls_the_put_checks_the_servers_certificate(s3_put, tls_s3, tmp_path):
+    # GIVEN moto over https with a certificate our test CA signed
+    body = gzip.compress(b'{"awsRequestId":"a"}\n')
+    # WHEN the client trusts that CA (SSL_CERT_FILE, as the extension reads it), the PUT is stored
+    done = put(s3_put, tls_s3.url, "test", "test", BUCKET, KEY, body, tmp_path, SSL_CERT_FILE=str(TLS_CA))
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stdout + done.stderr
+    assert tls_s3.objects(BUCKET) == {KEY: body}
+    # ... and with only the built-in roots, which do not hold it, nothing is sent
+    done = put(s3_put, tls_s3.url, "test", "test", BUCKET, "other", body, tmp_path)
+    assert done.returncode == 1 and "certificate" in done.stdout, done.stdout + done.stderr
+    assert list(tls_s3.objects(BUCKET)) == [KEY]
 
 
 def qemu_aarch64() -> str:
@@ -101,18 +107,17 @@ def qemu_aarch64() -> str:
     return found
 
 
-def test_the_arm64_build_speaks_tls_too(tmp_path):
+def test_the_arm64_build_speaks_tls_too(tls_s3, tmp_path):
     # GIVEN the example built for arm64 as the layer is (musl, rust-lld), run under qemu-user: the TLS
     # cryptography (graviola) has its own aarch64 assembly, which the x86_64 tests never run
+    qemu = qemu_aarch64()
     s3_put_arm64 = build_example("s3_put", tmp_path / "s3_put_arm64", target="aarch64-unknown-linux-musl")
     runner = tmp_path / "s3_put"
-    runner.write_text(f'#!/bin/sh\nexec {qemu_aarch64()} {s3_put_arm64} "$@"\n')
+    runner.write_text(f'#!/bin/sh\nexec {qemu} {s3_put_arm64} "$@"\n')
     runner.chmod(0o755)
-    with LocalS3(tls=True) as s3:
-        s3.client().create_bucket(Bucket=BUCKET)
-        body = gzip.compress(b'{"awsRequestId":"arm64"}\n')
-        # WHEN it puts an object over https, trusting the test CA
-        done = put(runner, s3.url, "test", "test", BUCKET, KEY, body, tmp_path, SSL_CERT_FILE=str(TLS_CA))
-        # THEN the handshake, the AES-GCM record layer and the signature all held
-        assert done.returncode == 0 and done.stdout.strip() == "ok", done.stdout + done.stderr
-        assert s3.objects(BUCKET) == {KEY: body}
+    body = gzip.compress(b'{"awsRequestId":"arm64"}\n')
+    # WHEN it puts an object over https, trusting the test CA
+    done = put(runner, tls_s3.url, "test", "test", BUCKET, KEY, body, tmp_path, SSL_CERT_FILE=str(TLS_CA))
+    # THEN the handshake, the AES-GCM record layer and the signature all held
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stdout + done.stderr
+    assert tls_s3.objects(BUCKET) == {KEY: body}
