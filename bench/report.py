@@ -129,6 +129,10 @@ def export_table(export: dict, add) -> None:
         r = export["latency"][mode]
         for p in ("p50", "p99"):
             add(f"  {'warm invoke, ' + label + ' ' + p + ', n=' + str(r['on']['n']):45} {fmt(r['off'][p]):>8} {fmt(r['on'][p]):>9} {fmt(ratio(r['on'][p], r['off'][p])):>9} {fmt(r['on'][p] - r['off'][p]):>11}")
+    for mode, label in (("standard", "RIE standard"), ("managedInstances", "RIE managed instances")):
+        m = export["latency"][mode].get("memoryMiB", {})
+        if "on" in m and "off" in m:
+            add(f"  {'VmRSS after the run, ' + label + ' (MiB)':45} {fmt(m['off']['rss']):>8} {fmt(m['on']['rss']):>9} {fmt(ratio(m['on']['rss'], m['off']['rss'])):>9} {fmt(m['on']['rss'] - m['off']['rss']):>11}")
     post = export["postInvoke"]
     for k in ("mean", "p99"):
         add(f"  {'post-invoke (REPORT - RTDONE) ' + k + ', n=' + str(post['on']['n']):45} {fmt(post['off'][k]):>8} {fmt(post['on'][k]):>9} {fmt(ratio(post['on'][k], post['off'][k])):>9} {fmt(post['on'][k] - post['off'][k]):>11}")

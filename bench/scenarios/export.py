@@ -1,5 +1,6 @@
 """Scenario 7, the S3 export (issue 12): our extension with the export on against the same with it
-off, sending to a real S3 server on loopback (moto in server mode, tools/local_s3.py, as
+off, sending over TLS (as to AWS's endpoints) to a real S3 server on loopback (moto in server mode
+with the test CA's certificate, tools/local_s3.py, as
 tests/local/test_export.py uses it), a batch due every EXPORT_MAX_INVOCATIONS invocations.
 
     latency     warm invokes as the caller sees them, export on vs off, interleaved, on the RIE's
@@ -28,7 +29,7 @@ import time
 from contextlib import contextmanager
 
 from bench.harness import BenchLambda, Counts, cleanup_all, interleaved, ratio, rotated, sampled, start_all, summary, wait_until
-from tools.local_s3 import LocalS3
+from tools.local_s3 import TLS_CA, LocalS3
 
 BUCKET = "bench-export"
 EXPORT_MAX_INVOCATIONS = 100  # a batch every 100 invocations (issue 12)
@@ -78,6 +79,8 @@ def export_env(s3: LocalS3, prefix: str) -> dict[str, str]:
         "INVOCATION_HISTORY_EXTENSION_EXPORT_MAX_INVOCATIONS": str(EXPORT_MAX_INVOCATIONS),
         "AWS_ACCESS_KEY_ID": "bench",
         "AWS_SECRET_ACCESS_KEY": "bench",
+        # Over TLS, as to AWS's endpoints: the local S3's certificate is the test CA's.
+        "SSL_CERT_FILE": str(TLS_CA),
     }
 
 
@@ -126,7 +129,7 @@ def per_invocations(w: dict, per: int = PER) -> dict:
 
 @contextmanager
 def local_s3():
-    with LocalS3() as s3:
+    with LocalS3(tls=True) as s3:
         s3.client().create_bucket(Bucket=BUCKET)
         yield s3
 
@@ -160,6 +163,7 @@ def latency(s3: LocalS3, mode: str, counts: Counts) -> tuple[dict, dict]:
             full = served // EXPORT_MAX_INVOCATIONS * EXPORT_MAX_INVOCATIONS
             wait_until(lambda: export_counters(envs["on"])["invocations"] >= full, 10.0, interval=0.02)
         before_shutdown = export_counters(envs["on"])
+        memory = {setting: local.memory() for setting, local in envs.items()}
         if "export" in envs["off"].get_json("/environment"):
             raise RuntimeError(f"export {mode}: the environment without the export variables runs an export")
         codes = {setting: local.stop() for setting, local in envs.items()}
@@ -172,6 +176,8 @@ def latency(s3: LocalS3, mode: str, counts: Counts) -> tuple[dict, dict]:
     result["ratios"] = {f"{p} on/off": ratio(result["on"][p], result["off"][p]) for p in PERCENTILES}
     result["addedMs"] = {p: round(result["on"][p] - result["off"][p], 4) for p in PERCENTILES}
     result["exportBeforeShutdown"] = before_shutdown
+    # The extension's memory after the run, each side: what the export (and its TLS, on https) holds.
+    result["memoryMiB"] = {s: {k: round(v / 2**20, 3) for k, v in m.items() if v is not None} for s, m in memory.items() if m}
     return result, {"logs": logs, "prefix": prefix, "served": served}
 
 
