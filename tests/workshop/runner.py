@@ -154,3 +154,25 @@ class Shell:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        self._stop_background(timeout)
+
+    def _stop_background(self, timeout: float) -> None:
+        """What a block left running in the background (`make up &` whose block failed before its `kill`) shares the
+        shell's process group: SIGTERM lets it stop as it would on Ctrl-C; what is still there after ``timeout`` is
+        killed."""
+        group = self.process.pid  # start_new_session: the shell leads its own group
+        try:
+            os.killpg(group, signal.SIGTERM)
+        except ProcessLookupError:
+            return  # nothing left
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(group, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
+        try:
+            os.killpg(group, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

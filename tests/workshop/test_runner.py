@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
+import os
 from pathlib import Path
+
+import pytest
 
 from tests.workshop.runner import Block, Shell, matches, parse
 
@@ -100,3 +102,20 @@ def test_shell_counts_a_failure_inside_a_pipeline(shell):
 def test_shell_gives_up_on_a_block_that_does_not_end(shell):
     with pytest.raises(AssertionError, match="still running"):
         shell.run(block("sleep 30\n"), 0, 0.5)
+
+
+def test_closing_the_shell_stops_what_a_block_left_in_the_background(tmp_path):
+    # GIVEN a block that started a process in the background, one that stops on SIGTERM by writing a file
+    work = tmp_path / "work"
+    work.mkdir()
+    shell = Shell(tmp_path, work)
+    stopped = tmp_path / "stopped"
+    script = f"trap 'touch {stopped}; exit 0' TERM; while true; do sleep 0.1; done"
+    output, failures = shell.run(block(f"bash -c \"{script}\" &\necho $! > {tmp_path / 'pid'}\n"), 0, 10)
+    assert (output, failures) == ("", "")
+    pid = int((tmp_path / "pid").read_text())
+    # WHEN the shell is closed THEN the process got SIGTERM (it ran its trap) and is gone
+    shell.close(timeout=10)
+    assert stopped.exists()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
