@@ -19,8 +19,8 @@ lint: lint-construct
 lint-construct: venv
 	$(PY) -m ruff check $(CONSTRUCT_DIR)
 
-# tests/package builds the wheel from the layer zips.
-test-py: layer
+# tests/package builds the wheel from the layer zips; the workshop's module 7 installs the wheel (its shell is offline).
+test-py: layer dist
 
 # The lower bound of the package's aws-cdk-lib range (invocation-history-cdk/pyproject.toml), checked: the wheel in a
 # fresh venv with exactly that aws-cdk-lib (from PyPI), synthesizing tests/package/user_app.py with no Rust, Go or
