@@ -22,8 +22,10 @@ TARGETS = {
     "VmRSS at 10,000 records": ("MiB", 5.0),
     "VmRSS growth, 10,000 records to 100,000 invokes": ("%", 5.0),
     "heap per record": ("bytes", 200.0),
-    "layer zip x86_64": ("MiB", 1.0),
-    "layer zip arm64": ("MiB", 1.0),
+    # Issue 11 set 1 MiB for the extension alone (met: 0.65 / 0.62 MiB in the 2026-11-29 run); issue 12 lets
+    # the S3 export, with its TLS, take the layer to 1.5 MiB per architecture.
+    "layer zip x86_64": ("MiB", 1.5),
+    "layer zip arm64": ("MiB", 1.5),
     "proxy added latency p50": ("ms", 0.3),
     LAST100_P99: ("ms", 0.25),
     "/invocations full store p99": ("ms", 5.0),
