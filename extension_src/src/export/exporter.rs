@@ -517,7 +517,7 @@ struct Claims {
     events: Vec<Option<LogEvent>>,
     /// Events by the request id they name.
     by_id: HashMap<RequestId, Vec<usize>>,
-    /// Events that name none, in arrival order.
+    /// Function and extension events that name none, in arrival order.
     anonymous: Vec<usize>,
     /// Anonymous events can be attributed by time: one invocation at a time runs.
     by_time: bool,
@@ -530,7 +530,8 @@ impl Claims {
         for (i, event) in events.iter().enumerate() {
             match &event.request_id {
                 Some(id) => by_id.entry(id.clone()).or_default().push(i),
-                None => anonymous.push(i),
+                None if !event.platform => anonymous.push(i),
+                None => {} // the environment's: released as a line of its own
             }
         }
         Self {
@@ -578,7 +579,7 @@ impl Claims {
             let claimable = !all
                 && match &event.request_id {
                     Some(id) => waiting.ids.contains(id),
-                    None => self.by_time && event.time.0 != 0 && waiting.oldest_start.is_some_and(|t| event.time >= t),
+                    None => self.by_time && !event.platform && event.time.0 != 0 && waiting.oldest_start.is_some_and(|t| event.time >= t),
                 };
             if claimable {
                 keep.push(event);

@@ -3,8 +3,8 @@
 //! The Telemetry API posts the function's and the extensions' output (and the platform's events)
 //! as events `{"time","type","record"}`; each event of a stream the export asks for is kept here,
 //! as Lambda sent it, with the request id it names, until the exporter writes the invocation it
-//! belongs to. Where the event names no request id (a `print` in text log format), the exporter
-//! attributes it by time. The buffer is bounded in bytes; an event that does not fit is dropped
+//! belongs to. Where a function's or extension's event names no request id (a `print` in text log
+//! format), the exporter attributes it by time; a platform event that names none is the environment's. The buffer is bounded in bytes; an event that does not fit is dropped
 //! and counted.
 //!
 //! Where a request id is found: a JSON record's `requestId` (Python, Node.js and the platform's
@@ -33,6 +33,9 @@ pub struct LogEvent {
     /// The event's `time`; zero when it had none that parses.
     pub time: Timestamp,
     pub request_id: Option<RequestId>,
+    /// A `platform.*` event: those that concern an invocation name it, so one that names none
+    /// (init, extension and subscription events) is the environment's, whatever its time.
+    pub platform: bool,
     /// The event object, one line of JSON.
     pub json: Box<[u8]>,
 }
@@ -102,10 +105,11 @@ impl LogBuffer {
         }
         let fields: Fields<'_> = serde_json::from_str(element.get()).ok()?;
         let kind = fields.kind.as_deref().unwrap_or("");
+        let platform = kind.starts_with("platform.");
         let wanted = match kind {
             "function" => self.streams.function,
             "extension" => self.streams.extension,
-            _ => self.streams.platform && kind.starts_with("platform."),
+            _ => self.streams.platform && platform,
         };
         if !wanted {
             return None;
@@ -120,6 +124,7 @@ impl LogBuffer {
         Some(LogEvent {
             time: fields.time.as_deref().and_then(Timestamp::parse_rfc3339).unwrap_or(Timestamp(0)),
             request_id: fields.record.and_then(request_id_of),
+            platform,
             json,
         })
     }

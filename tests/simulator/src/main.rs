@@ -2,7 +2,8 @@
 //! `lambda-simulator` crate and checks that the records it serves carry what the simulator's
 //! telemetry said.
 //!
-//! Usage: `simulator-driver --extension PATH [--invocations N] [--handler-ms MS]`
+//! Usage: `simulator-driver --extension PATH [--invocations N] [--handler-ms MS] [--env NAME=VALUE]...`
+//! (`--env` adds a variable to the extension's environment, e.g. the S3 export's settings).
 //!
 //! The driver starts the simulator (Runtime, Extensions and Telemetry APIs on 127.0.0.1, a free
 //! port), launches the extension with the simulator's Lambda environment plus a free
@@ -54,22 +55,36 @@ struct Args {
     extension: PathBuf,
     invocations: usize,
     handler_ms: u64,
+    /// Extra variables for the extension.
+    env: Vec<(String, String)>,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut extension = None;
     let mut invocations = 4usize;
     let mut handler_ms = 20u64;
+    let mut env = Vec::new();
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
         match arg.as_str() {
             "--extension" => extension = Some(PathBuf::from(value("--extension")?)),
             "--invocations" => {
-                invocations = value("--invocations")?.parse().map_err(|e| format!("--invocations: {e}"))?
+                invocations = value("--invocations")?
+                    .parse()
+                    .map_err(|e| format!("--invocations: {e}"))?
             }
             "--handler-ms" => {
-                handler_ms = value("--handler-ms")?.parse().map_err(|e| format!("--handler-ms: {e}"))?
+                handler_ms = value("--handler-ms")?
+                    .parse()
+                    .map_err(|e| format!("--handler-ms: {e}"))?
+            }
+            "--env" => {
+                let pair = value("--env")?;
+                let (name, val) = pair
+                    .split_once('=')
+                    .ok_or_else(|| format!("--env {pair}: want NAME=VALUE"))?;
+                env.push((name.to_owned(), val.to_owned()));
             }
             other => return Err(format!("unknown argument {other}")),
         }
@@ -78,7 +93,12 @@ fn parse_args() -> Result<Args, String> {
     if invocations < 2 {
         return Err("--invocations must be at least 2 (one success, one error)".into());
     }
-    Ok(Args { extension, invocations, handler_ms })
+    Ok(Args {
+        extension,
+        invocations,
+        handler_ms,
+        env,
+    })
 }
 
 fn free_port() -> std::io::Result<u16> {
@@ -96,8 +116,12 @@ struct Checks(Vec<Value>);
 impl Checks {
     fn check(&mut self, name: impl Into<String>, ok: bool, detail: impl Into<String>) {
         let (name, detail) = (name.into(), detail.into());
-        eprintln!("[driver] {} {name}: {detail}", if ok { "PASS" } else { "FAIL" });
-        self.0.push(json!({"name": name, "ok": ok, "detail": detail}));
+        eprintln!(
+            "[driver] {} {name}: {detail}",
+            if ok { "PASS" } else { "FAIL" }
+        );
+        self.0
+            .push(json!({"name": name, "ok": ok, "detail": detail}));
     }
     fn all_ok(&self) -> bool {
         self.0.iter().all(|c| c["ok"] == true)
@@ -111,17 +135,33 @@ async fn run_runtime(api: String, n: usize, handler_ms: u64) -> Result<Vec<Value
     let base = format!("http://{api}/2018-06-01/runtime/invocation");
     let mut done = Vec::new();
     for _ in 0..n {
-        let resp = client.get(format!("{base}/next")).send().await.map_err(|e| format!("runtime /next: {e}"))?;
-        let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        let resp = client
+            .get(format!("{base}/next"))
+            .send()
+            .await
+            .map_err(|e| format!("runtime /next: {e}"))?;
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string()
+        };
         let request_id = header("Lambda-Runtime-Aws-Request-Id");
         let deadline_ms = header("Lambda-Runtime-Deadline-Ms");
-        let payload: Value = resp.json().await.map_err(|e| format!("runtime /next body: {e}"))?;
+        let payload: Value = resp
+            .json()
+            .await
+            .map_err(|e| format!("runtime /next body: {e}"))?;
         tokio::time::sleep(Duration::from_millis(handler_ms)).await;
         let status = if payload["outcome"] == "error" {
             let body = json!({"errorType": "Handler.SimulatedError", "errorMessage": "the driver's runtime failed this one on purpose"});
             client
                 .post(format!("{base}/{request_id}/error"))
-                .header("Lambda-Runtime-Function-Error-Type", "Handler.SimulatedError")
+                .header(
+                    "Lambda-Runtime-Function-Error-Type",
+                    "Handler.SimulatedError",
+                )
                 .header("Content-Type", "application/json")
                 .body(body.to_string())
                 .send()
@@ -143,7 +183,11 @@ async fn run_runtime(api: String, n: usize, handler_ms: u64) -> Result<Vec<Value
 }
 
 async fn get_json(client: &reqwest::Client, url: &str) -> Result<Value, String> {
-    let resp = client.get(url).send().await.map_err(|e| format!("GET {url}: {e}"))?;
+    let resp = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| format!("GET {url}: {e}"))?;
     let status = resp.status();
     let body = resp.text().await.map_err(|e| format!("GET {url}: {e}"))?;
     if !status.is_success() {
@@ -221,7 +265,11 @@ async fn run(args: Args) -> Result<bool, String> {
     let mut child = Command::new(&args.extension)
         .env_clear()
         .envs(&env)
-        .env("INVOCATION_HISTORY_EXTENSION_HTTP_PORT", http_port.to_string())
+        .env(
+            "INVOCATION_HISTORY_EXTENSION_HTTP_PORT",
+            http_port.to_string(),
+        )
+        .envs(args.env.iter().map(|(name, value)| (name, value)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -230,7 +278,8 @@ async fn run(args: Args) -> Result<bool, String> {
         .map_err(|e| format!("cannot start {}: {e}", args.extension.display()))?;
     let log: Arc<Mutex<Vec<String>>> = Arc::default();
     for stream in [
-        Box::new(child.stdout.take().expect("piped")) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+        Box::new(child.stdout.take().expect("piped"))
+            as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
         Box::new(child.stderr.take().expect("piped")),
     ] {
         let log = Arc::clone(&log);
@@ -250,10 +299,17 @@ async fn run(args: Args) -> Result<bool, String> {
         .await
         .map_err(|e| format!("the extension did not register: {e}"))?;
     let extension = sim.get_registered_extensions().await.remove(0);
-    checks.check("registered name", extension.name == EXTENSION_NAME, format!("{:?}", extension.name));
-    sim.wait_for(|| async { sim.first_next_poll_at(&extension.id).await.is_some() }, STEP_TIMEOUT)
-        .await
-        .map_err(|e| format!("the extension never called /event/next: {e}"))?;
+    checks.check(
+        "registered name",
+        extension.name == EXTENSION_NAME,
+        format!("{:?}", extension.name),
+    );
+    sim.wait_for(
+        || async { sim.first_next_poll_at(&extension.id).await.is_some() },
+        STEP_TIMEOUT,
+    )
+    .await
+    .map_err(|e| format!("the extension never called /event/next: {e}"))?;
     let init_ms = started.elapsed().as_secs_f64() * 1000.0;
 
     // 4. The invocations, one at a time, each done (runtime answered, extension back on
@@ -272,16 +328,26 @@ async fn run(args: Args) -> Result<bool, String> {
             .map_err(|e| format!("invocation {request_id} did not complete: {e}"))?;
         sim.wait_for_extensions_ready(&request_id, STEP_TIMEOUT)
             .await
-            .map_err(|e| format!("the extension did not come back to /event/next after {request_id}: {e}"))?;
+            .map_err(|e| {
+                format!("the extension did not come back to /event/next after {request_id}: {e}")
+            })?;
         invocations.push(json!({"requestId": request_id, "outcome": outcome(i)}));
     }
     let answered = runtime.await.map_err(|e| format!("runtime task: {e}"))??;
 
     // 5. Wait for the simulator to have emitted every report, then for the extension to have
     //    applied them (the simulator delivers every timeoutMs; the extension asks for 25 ms).
-    let ids: Vec<String> = invocations.iter().map(|v| v["requestId"].as_str().unwrap_or("").to_string()).collect();
+    let ids: Vec<String> = invocations
+        .iter()
+        .map(|v| v["requestId"].as_str().unwrap_or("").to_string())
+        .collect();
     sim.wait_for(
-        || async { sim.get_telemetry_events_by_type("platform.report").await.len() >= ids.len() },
+        || async {
+            sim.get_telemetry_events_by_type("platform.report")
+                .await
+                .len()
+                >= ids.len()
+        },
         STEP_TIMEOUT,
     )
     .await
@@ -292,7 +358,11 @@ async fn run(args: Args) -> Result<bool, String> {
     let records = loop {
         let answer = get_json(&client, &format!("{base}/invocations")).await?;
         let complete = ids.iter().all(|id| {
-            answer["invocations"].as_array().into_iter().flatten().any(|r| r["awsRequestId"] == id.as_str() && r.get("billedDurationMs").is_some())
+            answer["invocations"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|r| r["awsRequestId"] == id.as_str() && r.get("billedDurationMs").is_some())
         });
         if complete || Instant::now() > deadline {
             break answer;
@@ -311,31 +381,63 @@ async fn run(args: Args) -> Result<bool, String> {
         .collect();
     for inv in &invocations {
         let id = inv["requestId"].as_str().unwrap_or("");
-        let want_status = if inv["outcome"] == "error" { "error" } else { "success" };
+        let want_status = if inv["outcome"] == "error" {
+            "error"
+        } else {
+            "success"
+        };
         let Some(record) = by_id.get(id) else {
-            checks.check(format!("record {id}"), false, "no record for this request id");
+            checks.check(
+                format!("record {id}"),
+                false,
+                "no record for this request id",
+            );
             continue;
         };
         let Some(report) = report_for(&telemetry, id) else {
-            checks.check(format!("report {id}"), false, "the simulator emitted no platform.report");
+            checks.check(
+                format!("report {id}"),
+                false,
+                "the simulator emitted no platform.report",
+            );
             continue;
         };
         checks.check(
             format!("{id} status"),
             record["status"] == want_status && report["status"] == want_status,
-            format!("record {} / report {} / expected {want_status}", record["status"], report["status"]),
+            format!(
+                "record {} / report {} / expected {want_status}",
+                record["status"], report["status"]
+            ),
         );
-        for metric in ["durationMs", "billedDurationMs", "maxMemoryUsedMB", "initDurationMs"] {
+        for metric in [
+            "durationMs",
+            "billedDurationMs",
+            "maxMemoryUsedMB",
+            "initDurationMs",
+        ] {
             let want = expected_metric(report, metric);
             let got = record.get(metric).cloned().unwrap_or(Value::Null);
-            checks.check(format!("{id} {metric}"), same_number(&got, &want), format!("record {got} / report {want}"));
+            checks.check(
+                format!("{id} {metric}"),
+                same_number(&got, &want),
+                format!("record {got} / report {want}"),
+            );
         }
         // errorType: the record has one exactly when the report (or runtimeDone) had one.
         let sent = report.get("errorType").cloned().unwrap_or(Value::Null);
         let got = record.get("errorType").cloned().unwrap_or(Value::Null);
-        checks.check(format!("{id} errorType"), got == sent, format!("record {got} / report {sent}"));
+        checks.check(
+            format!("{id} errorType"),
+            got == sent,
+            format!("record {got} / report {sent}"),
+        );
         for field in ["deadlineMs", "invokedFunctionArn", "traceId"] {
-            checks.check(format!("{id} {field}"), record.get(field).is_some(), format!("{}", record[field]));
+            checks.check(
+                format!("{id} {field}"),
+                record.get(field).is_some(),
+                format!("{}", record[field]),
+            );
         }
     }
     checks.check(
@@ -365,11 +467,18 @@ async fn run(args: Args) -> Result<bool, String> {
     // The simulator would wait for a second /event/next the extension never sends (it exits, as
     // on Lambda); nothing is left to learn from it.
     shutdown.abort();
-    checks.check("extension exit code 0 after SHUTDOWN", exit_code == Some(0), format!("{exit_code:?}"));
+    checks.check(
+        "extension exit code 0 after SHUTDOWN",
+        exit_code == Some(0),
+        format!("{exit_code:?}"),
+    );
     checks.check(
         "extension exited within the shutdown budget",
         exit_code.is_some() && shutdown_ms < SHUTDOWN_BUDGET.as_secs_f64() * 1000.0,
-        format!("{shutdown_ms:.1} ms (budget {} ms)", SHUTDOWN_BUDGET.as_millis()),
+        format!(
+            "{shutdown_ms:.1} ms (budget {} ms)",
+            SHUTDOWN_BUDGET.as_millis()
+        ),
     );
     tokio::time::sleep(Duration::from_millis(50)).await; // the last log lines
     let log = log.lock().expect("log lock").clone();
@@ -390,6 +499,9 @@ async fn run(args: Args) -> Result<bool, String> {
         "totalMs": started.elapsed().as_secs_f64() * 1000.0,
         "checks": checks.0,
     });
-    println!("{}", serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?
+    );
     Ok(ok)
 }

@@ -401,6 +401,12 @@ async fn on_demand_each_line_carries_its_logs_by_request_id_or_by_its_span() {
                 &format!(r#"{{"level":"INFO","requestId":"{A}","message":"json"}}"#),
             ),
             event(T0 + 5 * MS, "function", r#""print in A""#),
+            // The init's report, posted late: it names no invocation, so it is the environment's.
+            event(
+                T0 + 5 * MS,
+                "platform.initReport",
+                r#"{"initializationType":"on-demand","phase":"init","status":"success"}"#,
+            ),
             event(T0 + 6 * MS, "extension", r#""an extension in A""#),
             event(
                 T0 + 7 * MS,
@@ -444,8 +450,17 @@ async fn on_demand_each_line_carries_its_logs_by_request_id_or_by_its_span() {
             serde_json::Value::from("print in B")
         ]
     );
-    assert_eq!(log_lines(&lines), [(serde_json::Value::Null, "init says hi".into())]);
-    assert_eq!((stats.log_events, stats.dropped_log_events), (7, 0));
+    assert_eq!(
+        log_lines(&lines),
+        [
+            (serde_json::Value::Null, "init says hi".into()),
+            (
+                serde_json::Value::Null,
+                serde_json::json!({"initializationType":"on-demand","phase":"init","status":"success"})
+            )
+        ]
+    );
+    assert_eq!((stats.log_events, stats.dropped_log_events), (8, 0));
 }
 
 #[tokio::test]
