@@ -129,16 +129,14 @@ def serve(local: LocalLambda, plan: Plan) -> Served:
     time.sleep(plan.start_after_s)
     local.start()
     try:
-        environment_id = local_api_json(int(local.env["INVOCATION_HISTORY_EXTENSION_HTTP_PORT"]), "/environment")[
-            "environmentId"
-        ]
-        served = Served(environment_id)
         payloads = [
             {"fail": plan.fail_every > 0 and i % plan.fail_every == plan.fail_every - 1, "sleepMs": plan.sleep_ms}
             for i in range(plan.invocations)
         ]
         with concurrent.futures.ThreadPoolExecutor(plan.concurrency) as pool:
             answers = list(pool.map(lambda p: invoke(local, p), payloads))
+        # Asked once the environment has served: the extension starts with the first invocation's init.
+        served = Served(local_api_json(int(local.env["INVOCATION_HISTORY_EXTENSION_HTTP_PORT"]), "/environment")["environmentId"])
         for answer in answers:
             served.request_ids.append(answer["requestId"])
             if "errorType" in answer:

@@ -15,6 +15,7 @@ import pytest
 from tools.export_run import Plan, run
 from tools.history_objects import download, environment_of, local_objects
 from tools.history_query import History, main, named_queries
+from tools.timeline import read_timeline
 from tools.local_s3 import LocalS3
 
 BUCKET = "history"
@@ -162,3 +163,16 @@ def test_every_named_query_is_listed_and_the_command_prints_them(exported, capsy
     assert main([str(directory), "--format", "json", "-q", "invocations_per_environment"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert sum(row["invocations"] for row in printed["invocations_per_environment"]) == sum(p.invocations for p in PLANS)
+
+
+def test_the_timeline_of_the_run_has_a_lane_per_environment_and_a_mark_per_invocation(exported):
+    served, _, files = exported
+    timeline = read_timeline(files, show_progress=False)
+    lanes = {lane.environment_id: lane for lane in timeline.lanes}
+    assert set(lanes) == {s.environment_id for s in served}
+    for s in served:
+        lane = lanes[s.environment_id]
+        assert sorted(m.request_id for m in lane.marks) == sorted(s.request_ids)
+        assert sorted(m.request_id for m in lane.marks if m.status == "error") == sorted(s.failed)
+        assert lane.cold_starts == 1 and lane.started and lane.ended and lane.served == len(s.request_ids)
+        assert all(lane.start_s <= m.start_s and m.end_s <= lane.end_s for m in lane.marks), lane
