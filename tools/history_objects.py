@@ -38,7 +38,8 @@ def progress(items: Iterable[T], total: int, what: str, enabled: bool = True) ->
         return
     from tqdm import tqdm
 
-    yield from tqdm(items, total=total, desc=what, unit="obj", leave=False)
+    # disable=None: no bar when stderr is not a terminal (a log, CI), where its redraws would be noise.
+    yield from tqdm(items, total=total, desc=what, unit="obj", leave=False, disable=None)
 
 
 def local_objects(directory: Path, max_objects: int = DEFAULT_MAX_OBJECTS) -> list[Path]:
