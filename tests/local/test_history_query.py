@@ -8,6 +8,7 @@ import datetime
 import gzip
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -176,3 +177,104 @@ def test_the_timeline_of_the_run_has_a_lane_per_environment_and_a_mark_per_invoc
         assert sorted(m.request_id for m in lane.marks if m.status == "error") == sorted(s.failed)
         assert lane.cold_starts == 1 and lane.started and lane.ended and lane.served == len(s.request_ids)
         assert all(lane.start_s <= m.start_s and m.end_s <= lane.end_s for m in lane.marks), lane
+
+
+# -- the Glue table (InvocationHistoryTable) against the same objects ------------------------------------------------
+
+# Keys of the lines that are not columns: each invocation's log events (read them from the objects).
+NOT_COLUMNS = {"logs"}
+
+
+def parse_hive_type(text: str):
+    """A Glue column type: a scalar name, or {field: type} for struct<...>."""
+    if not text.startswith("struct<"):
+        return text
+    fields, depth, name, start = {}, 0, None, len("struct<")
+    for i in range(start, len(text)):
+        c = text[i]
+        if c == ":" and depth == 0 and name is None:
+            name, start = text[start:i], i + 1
+        elif c == "<":
+            depth += 1
+        elif c == ">" and depth > 0:
+            depth -= 1
+        elif (c == "," and depth == 0) or i == len(text) - 1:
+            fields[name] = parse_hive_type(text[start:i])
+            name, start = None, i + 1
+    return fields
+
+
+def fits(value, hive) -> bool:
+    """Whether a JSON value reads as that Glue type (JSON null reads as NULL in any)."""
+    if value is None:
+        return True
+    if isinstance(hive, dict):
+        return isinstance(value, dict) and all(k.lower() in hive and fits(v, hive[k.lower()]) for k, v in value.items())
+    return {
+        "string": lambda v: isinstance(v, str) or isinstance(v, dict),  # an object reads as its JSON text
+        "bigint": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "double": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+        "boolean": lambda v: isinstance(v, bool),
+    }[hive](value)
+
+
+def glue_table_of_the_run() -> dict:
+    """The table InvocationHistoryTable defines for this run's bucket, prefix and function."""
+    import aws_cdk as cdk
+    from aws_cdk import aws_lambda as lambda_
+    from aws_cdk import aws_s3 as s3
+    from aws_cdk.assertions import Template
+
+    from invocation_history_cdk import InvocationHistoryTable
+
+    stack = cdk.Stack(cdk.App(), "Run", env=cdk.Environment(account="123456789012", region="us-east-1"))
+    InvocationHistoryTable(
+        stack, "History", bucket=s3.Bucket.from_bucket_name(stack, "B", BUCKET), prefix=PREFIX,
+        functions=[lambda_.Function.from_function_arn(stack, "F", "arn:aws:lambda:us-east-1:123456789012:function:function")],
+    )  # fmt: skip
+    (table,) = Template.from_stack(stack).find_resources("AWS::Glue::Table").values()
+    return table["Properties"]["TableInput"]
+
+
+def test_the_glue_table_projects_every_object_key_the_run_wrote(exported):
+    _, directory, files = exported
+    table = glue_table_of_the_run()
+    parameters = table["Parameters"]
+    # The location template, with each ${partition} a group, and what projection offers for each
+    template = parameters["storage.location.template"].removeprefix(f"s3://{BUCKET}/")
+    pattern = re.compile("".join(
+        f"(?P<{placeholder[2:-1]}>[^/]+)" if re.fullmatch(r"\$\{\w+\}", placeholder) else re.escape(placeholder)
+        for placeholder in re.split(r"(\$\{\w+\})", template)
+    ))  # fmt: skip
+    first_day, last_day = parameters["projection.date.range"].split(",")
+    assert last_day == "NOW" and parameters["projection.date.format"] == "yyyy-MM-dd"
+    today = datetime.datetime.now(datetime.timezone.utc).date()
+    for f in files:
+        key = f.relative_to(directory).as_posix()
+        folder, _, name = key.rpartition("/")
+        match = pattern.fullmatch(folder + "/")
+        # THEN each object lies in a partition the projection offers, under the table's location
+        assert match, (key, parameters["storage.location.template"])
+        assert match["function"] in parameters["projection.function.values"].split(","), key
+        assert match["hour"] in parameters["projection.hour.values"].split(","), key
+        day = datetime.date.fromisoformat(match["date"])
+        assert datetime.date.fromisoformat(first_day) <= day <= today, key
+        assert name.endswith(".ndjson.gz") and f"s3://{BUCKET}/{key}".startswith(table["StorageDescriptor"]["Location"])
+
+
+def test_the_glue_tables_columns_read_every_line_the_run_wrote(exported):
+    _, _, files = exported
+    table = glue_table_of_the_run()
+    columns = {c["Name"]: parse_hive_type(c["Type"]) for c in table["StorageDescriptor"]["Columns"]}
+    assert table["StorageDescriptor"]["SerdeInfo"]["Parameters"]["case.insensitive"] == "true"
+    seen: set[str] = set()
+    for _, line in lines(files):
+        for key, value in line.items():
+            if key in NOT_COLUMNS:
+                continue
+            # THEN every key of every line is a column (or a struct field) of a type that reads its value
+            assert key.lower() in columns, (key, line)
+            assert fits(value, columns[key.lower()]), (key, value, columns[key.lower()])
+            seen.add(key.lower())
+    # ... and the columns the named queries read are among those the run filled
+    assert {"type", "record", "event", "at", "environmentid", "served", "reason", "functionname", "inittype"} <= seen
