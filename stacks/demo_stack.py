@@ -1,6 +1,6 @@
 """The sample functions (Go on arm64, Python on x86_64, and the Python sample again through the Runtime API proxy),
-each with the matching extension layer and its history exported to an S3 bucket of the stack, and a dashboard of their
-execution environments."""
+each with the matching extension layer and its history exported to an S3 bucket of the stack, a dashboard of their
+execution environments, and the export as an Athena table with named queries."""
 
 from __future__ import annotations
 
@@ -15,7 +15,12 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from invocation_history_cdk import ExtensionSettings, InvocationHistoryDashboard, InvocationHistoryLayer
+from invocation_history_cdk import (
+    ExtensionSettings,
+    InvocationHistoryDashboard,
+    InvocationHistoryLayer,
+    InvocationHistoryTable,
+)
 from invocation_history_cdk.settings import DEFAULT_EXPORT_PREFIX
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -177,6 +182,14 @@ class DemoStack(Stack):
             dashboard_name=f"{self.stack_name}-Environments",
         )
 
+        # The export as the Athena table invocation_history (partition projection, no crawler) and the named queries.
+        self.history_table = InvocationHistoryTable(
+            self,
+            "History",
+            bucket=self.export_bucket,
+            functions=[self.go_function, self.python_function, self.python_proxy_function],
+        )
+
         CfnOutput(self, "GoSampleFunctionName", value=self.go_function.function_name,
                   description="Go sample (provided.al2023, arm64) with the extension layer")
         CfnOutput(self, "PythonSampleFunctionName", value=self.python_function.function_name,
@@ -188,6 +201,10 @@ class DemoStack(Stack):
         CfnOutput(self, "ExportBucketName", value=self.export_bucket.bucket_name,
                   description=f"S3 bucket of the samples' exported history (under {DEFAULT_EXPORT_PREFIX}, "
                   f"deleted after {export_expire_days} days; kept when the stack is deleted)")
+        CfnOutput(self, "HistoryWorkGroup", value=self.history_table.workgroup_name,
+                  description="Athena workgroup of the named queries over the export (results encrypted, own bucket)")
+        CfnOutput(self, "HistoryDatabase", value=self.history_table.database_name,
+                  description=f"Glue database of the table {self.history_table.table_name} over the export")
 
     def _add_with_export(self, layer: InvocationHistoryLayer, fn: lambda_.Function, **settings: Any) -> None:
         """Add the layer to ``fn`` with its history exported to the stack's bucket."""

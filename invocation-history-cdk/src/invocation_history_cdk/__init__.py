@@ -4,13 +4,14 @@ The common case is one call: ``add_invocation_history(fn)`` (any function, any a
 ``Aspects.of(scope).add(InvocationHistoryAspect())`` (every function in a scope), with ``ExtensionSettings``.
 ``InvocationHistoryLayer`` is the layer for one architecture; ``extension_environment`` and ``grant_export`` serve
 functions that carry the extension themselves (container images); ``InvocationHistoryDashboard`` graphs the execution
-environments.
+environments; ``InvocationHistoryTable`` makes the S3 export an Athena table with named queries.
 """
 
 from .attach import InvocationHistoryAspect, add_invocation_history
 from .build import LayerBuildError
 from .dashboard import InvocationHistoryDashboard
 from .export import grant_export
+from .history_table import InvocationHistoryTable
 from .layer import InvocationHistoryLayer
 from .settings import ExtensionSettings, export_environment, extension_environment
 
@@ -19,6 +20,7 @@ __all__ = [
     "InvocationHistoryAspect",
     "InvocationHistoryDashboard",
     "InvocationHistoryLayer",
+    "InvocationHistoryTable",
     "LayerBuildError",
     "add_invocation_history",
     "export_environment",
