@@ -2,7 +2,7 @@
 # prebuilt, reproducible layer zips of `make layer` inside (hatch_build.py), so installing it and synthesizing an app
 # with it need no Rust, Go or Docker. The wheel is reproducible too (hatchling: fixed file times and order).
 CONSTRUCT_DIR := invocation-history-cdk
-CONSTRUCT_SOURCES := $(shell find $(CONSTRUCT_DIR)/src -name '*.py') $(CONSTRUCT_DIR)/pyproject.toml \
+CONSTRUCT_SOURCES := $(shell find $(CONSTRUCT_DIR)/src -name '*.py' -o -name '*.sql' -o -name '*.json') $(CONSTRUCT_DIR)/pyproject.toml \
 	$(CONSTRUCT_DIR)/hatch_build.py $(CONSTRUCT_DIR)/README.md
 
 .PHONY: dist lint-construct
