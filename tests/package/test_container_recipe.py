@@ -29,8 +29,9 @@ def instructions(dockerfile: Path) -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) in order, continuation lines joined, comments and the parser directive dropped."""
     text = re.sub(r"\\\n", " ", dockerfile.read_text())
     lines = [line.strip() for line in text.splitlines()]
-    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in lines
-            if line and not line.startswith("#")]
+    return [
+        (line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in lines if line and not line.startswith("#")
+    ]
 
 
 def copies(dockerfile: Path, target_arch: str) -> list[tuple[list[str], str]]:
@@ -56,7 +57,9 @@ def dockerignore_excludes(patterns: list[str], path: str) -> bool:
     for pattern in patterns:
         negated = pattern.startswith("!")
         regex = re.compile(
-            "".join("[^/]*" if c == "*" else "[^/]" if c == "?" else re.escape(c) for c in pattern.lstrip("!").strip("/"))
+            "".join(
+                "[^/]*" if c == "*" else "[^/]" if c == "?" else re.escape(c) for c in pattern.lstrip("!").strip("/")
+            )
         )
         if any(regex.fullmatch("/".join(parts[:n])) for n in range(1, len(parts) + 1)):
             excluded = not negated
@@ -89,8 +92,11 @@ def build_context(tmp_path_factory) -> tuple[Path, set[str]]:
     shutil.copytree(EXAMPLE_DIR, context, ignore=shutil.ignore_patterns("cdk.out", ".venv", "layer", "__pycache__"))
     result = subprocess.run(["sh", "-ec", commands], cwd=context, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, f"{commands}\n{result.stdout}{result.stderr}"
-    patterns = [line.strip() for line in (context / ".dockerignore").read_text().splitlines()
-                if line.strip() and not line.startswith("#")]
+    patterns = [
+        line.strip()
+        for line in (context / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     files = {p.relative_to(context).as_posix() for p in context.rglob("*") if p.is_file()}
     sent = {f for f in files if not dockerignore_excludes(patterns, f)}
     return context, sent
@@ -99,8 +105,12 @@ def build_context(tmp_path_factory) -> tuple[Path, set[str]]:
 def test_the_dockerfile_passes_hadolint():
     # GIVEN the recipe's Dockerfile WHEN hadolint lints it THEN it finds nothing
     hadolint = Path(sys.executable).with_name("hadolint")
-    result = subprocess.run([str(hadolint if hadolint.exists() else "hadolint"), str(DOCKERFILE)],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [str(hadolint if hadolint.exists() else "hadolint"), str(DOCKERFILE)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -140,13 +150,17 @@ def test_the_layer_lands_where_lambda_unpacks_it(build_context, docker_arch):
     destinations = {}
     for paths, destination in copies(DOCKERFILE, docker_arch):
         for source in paths:
-            destinations[destination.rstrip("/") + "/" + Path(source).name if destination.endswith("/")
-                         else destination] = context / source
+            destinations[
+                destination.rstrip("/") + "/" + Path(source).name if destination.endswith("/") else destination
+            ] = context / source
     # THEN every file of the layer is copied to its place under /opt, executable (--chmod=755 on each)
     from_layer = {dest: src for dest, src in destinations.items() if dest.startswith("/opt/")}
     assert set(from_layer) == layer_files
-    assert all("--chmod=755" in arguments for instruction, arguments in instructions(DOCKERFILE)
-               if instruction == "COPY" and "/opt/" in arguments)
+    assert all(
+        "--chmod=755" in arguments
+        for instruction, arguments in instructions(DOCKERFILE)
+        if instruction == "COPY" and "/opt/" in arguments
+    )
     # AND the wrapper is where the construct's runtime_proxy points AWS_LAMBDA_EXEC_WRAPPER
     from invocation_history_cdk.settings import WRAPPER_PATH
 
@@ -158,3 +172,13 @@ def test_the_layer_lands_where_lambda_unpacks_it(build_context, docker_arch):
     (cmd,) = [arguments for instruction, arguments in instructions(DOCKERFILE) if instruction == "CMD"]
     module = cmd.strip('[]"').split(".")[0]
     assert f"/var/task/{module}.py" in destinations
+
+
+def test_the_docs_recipe_is_the_dockerfiles():
+    # GIVEN the Dockerfile lines docs/construct.md shows WHEN they are looked up in the example's Dockerfile THEN each
+    # is there as written
+    docs = (REPO_ROOT / "docs" / "construct.md").read_text()
+    (block,) = re.findall(r"```dockerfile\n(.*?)```", docs, re.S)
+    dockerfile_lines = DOCKERFILE.read_text().splitlines()
+    for line in block.splitlines():
+        assert line in dockerfile_lines, line
