@@ -23,14 +23,22 @@ lint-construct: venv
 test-py: layer dist
 
 # The lower bound of the package's aws-cdk-lib range (invocation-history-cdk/pyproject.toml), checked: the wheel in a
-# fresh venv with exactly that aws-cdk-lib (from PyPI), synthesizing tests/package/user_app.py with no Rust, Go or
-# Docker on the PATH.
+# fresh venv with exactly that aws-cdk-lib (from PyPI), synthesizing the example app (examples/my-app), installed by
+# its requirements.txt, with no Rust, Go or Docker on the PATH.
 CDK_MIN_VERSION := 2.100.0
 CDK_MIN_VENV := build/cdk-min
 
 .PHONY: dist-check-min
-dist-check-min: dist ## synthesize a user's app with the wheel on the oldest aws-cdk-lib it allows (CDK_MIN_VERSION)
-	rm -rf $(CDK_MIN_VENV) && $(PYTHON_BOOTSTRAP) -m venv $(CDK_MIN_VENV) && mkdir $(CDK_MIN_VENV)/app
-	$(CDK_MIN_VENV)/bin/python -m pip install --quiet aws-cdk-lib==$(CDK_MIN_VERSION) dist/invocation_history_cdk-*.whl
-	cd $(CDK_MIN_VENV)/app && PATH=$(CURDIR)/$(CDK_MIN_VENV)/bin:/usr/bin:/bin ../bin/python $(CURDIR)/tests/package/user_app.py
-	$(CDK_MIN_VENV)/bin/python -m pip list 2>/dev/null | grep -E '^(aws-cdk-lib|constructs|jsii) '
+dist-check-min: dist ## synthesize the example app with the wheel on the oldest aws-cdk-lib it allows (CDK_MIN_VERSION)
+	rm -rf $(CDK_MIN_VENV) && $(PYTHON_BOOTSTRAP) -m venv $(CDK_MIN_VENV)
+	cp -R examples/my-app $(CDK_MIN_VENV)/app && rm -rf $(CDK_MIN_VENV)/app/cdk.out $(CDK_MIN_VENV)/app/.venv
+	$(CDK_MIN_VENV)/bin/python -m pip install --quiet aws-cdk-lib==$(CDK_MIN_VERSION) --find-links dist \
+		-r $(CDK_MIN_VENV)/app/requirements.txt
+	cd $(CDK_MIN_VENV)/app && CDK_OUTDIR=cdk.out PATH=$(CURDIR)/$(CDK_MIN_VENV)/bin:/usr/bin:/bin python3 app.py
+	$(CDK_MIN_VENV)/bin/python -m pip list 2>/dev/null | grep -E '^(aws-cdk-lib|constructs|jsii|invocation-history-cdk) '
+
+# The example app is Python too: `make lint` covers it.
+lint: lint-examples
+.PHONY: lint-examples
+lint-examples: venv
+	$(PY) -m ruff check examples

@@ -55,18 +55,15 @@ class ScratchVenv:
         assert not found, f"the scratch PATH should have no toolchain, has {found}"
 
     def pip_install(self, *args: str) -> None:
-        # This repository's pip runs for the scratch interpreter (--python), with the scratch PATH.
+        # This repository's pip runs for the scratch interpreter (--python), with the scratch PATH. It sees this
+        # repository's editable install of the package through dependencies.pth: --ignore-installed installs into
+        # the scratch venv all the same, and never uninstalls anything.
         subprocess.run([sys.executable, "-m", "pip", "--python", str(self.python), "install", "--quiet", "--no-deps",
-                        *args], check=True, env={**os.environ, "PATH": self.env["PATH"]}, timeout=300)
+                        "--ignore-installed", *args], check=True, env={**os.environ, "PATH": self.env["PATH"]},
+                       timeout=300)
 
     def run(self, script: str, cwd: Path) -> subprocess.CompletedProcess:
-        return self._python(["-c", script], cwd)
-
-    def run_file(self, path: Path, cwd: Path) -> subprocess.CompletedProcess:
-        return self._python([str(path)], cwd)
-
-    def _python(self, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-        return subprocess.run([str(self.python), *args], cwd=cwd, env=self.env, capture_output=True, text=True,
+        return subprocess.run([str(self.python), "-c", script], cwd=cwd, env=self.env, capture_output=True, text=True,
                               timeout=300)
 
 

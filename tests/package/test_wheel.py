@@ -1,5 +1,6 @@
 """The package as users get it: the wheel of `make dist` carries both layer zips, installs into a fresh virtual
-environment and synthesizes an app with no Rust, Go or Docker on the PATH; `pip install git+...#subdirectory=` works."""
+environment and synthesizes the example app (examples/my-app) with no Rust, Go or Docker on the PATH;
+`pip install git+...#subdirectory=` works."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from packaging.requirements import Requirement
 
 from .conftest import LAYER_ZIPS, PACKAGE_DIR, REPO_ROOT, ScratchVenv
 
-#: A user's app (Python and Node.js functions, the Aspect with the export), run as a script.
-USER_APP = Path(__file__).with_name("user_app.py")
+#: The sample user app: a Python function on x86_64 and a Node.js one on arm64, the extension on both in one call.
+EXAMPLE_DIR = REPO_ROOT / "examples" / "my-app"
 
 
 def sha256(path: Path) -> str:
@@ -46,38 +47,50 @@ def test_the_wheel_is_reproducible(wheel, tmp_path):
     assert sha256(again) == sha256(wheel)
 
 
-def test_installed_wheel_synthesizes_without_a_toolchain(wheel, scratch_venv: ScratchVenv, tmp_path):
-    # GIVEN the wheel installed into a fresh venv whose PATH has no Rust, Go or Docker
-    scratch_venv.pip_install(str(wheel))
-    app_dir = tmp_path / "app"
-    app_dir.mkdir()
-    # WHEN a user's app attaches the extension to a Python function on x86_64 and a Node.js one on arm64
-    result = scratch_venv.run_file(USER_APP, cwd=app_dir)
-    # THEN it synthesizes from the installed package (not this repository)
+def test_the_example_app_synthesizes_from_the_wheel_without_a_toolchain(wheel, scratch_venv: ScratchVenv, tmp_path):
+    # GIVEN a copy of examples/my-app and a fresh venv whose PATH has no Rust, Go or Docker, into which its
+    # requirements.txt installs the package from the wheel's directory, as the example's README says
+    app_dir = tmp_path / "my-app"
+    shutil.copytree(EXAMPLE_DIR, app_dir, ignore=shutil.ignore_patterns("cdk.out", ".venv", "layer", "__pycache__"))
+    scratch_venv.pip_install("--no-index", "--find-links", str(wheel.parent), "-r", str(app_dir / "requirements.txt"))
+    origin = scratch_venv.run("import importlib.util; print(importlib.util.find_spec('invocation_history_cdk').origin)",
+                              cwd=app_dir)
+    assert Path(origin.stdout.strip()).is_relative_to(scratch_venv.root), origin
+    # WHEN the command of its cdk.json runs, as `cdk synth` runs it (the CLI names the output directory)
+    app_command = json.loads((app_dir / "cdk.json").read_text())["app"]
+    result = subprocess.run(app_command, shell=True, cwd=app_dir, capture_output=True, text=True, timeout=300,
+                            env={**scratch_venv.env, "CDK_OUTDIR": "cdk.out"})
+    # THEN it synthesizes
     assert result.returncode == 0, result.stderr
-    assert Path(result.stdout.split()[-1]).is_relative_to(scratch_venv.root), result.stdout
-    # AND each function has the layer of its architecture, whose asset is the packaged zip, byte for byte
-    template = json.loads((app_dir / "cdk.out" / "UserApp.template.json").read_text())
-    resources = template["Resources"]
-    for function_id, arch in (("Api", "x86_64"), ("Edge", "arm64")):
-        (fn,) = [r for logical_id, r in resources.items()
-                 if r["Type"] == "AWS::Lambda::Function" and logical_id.startswith(function_id)]
-        (layer_ref,) = fn["Properties"]["Layers"]
-        layer = resources[layer_ref["Ref"]]
-        assert layer["Properties"]["CompatibleArchitectures"] == [arch]
-        key = layer["Properties"]["Content"]["S3Key"]
-        asset = app_dir / "cdk.out" / f"asset.{key.removesuffix('.zip')}.zip"
+    resources = json.loads((app_dir / "cdk.out" / "MyApp.template.json").read_text())["Resources"]
+    functions = {logical_id: r["Properties"] for logical_id, r in resources.items() if r["Type"] == "AWS::Lambda::Function"}
+    assert len(functions) == 2, functions
+    layers = [r for r in resources.values() if r["Type"] == "AWS::Lambda::LayerVersion"]
+    assert len(layers) == 2, "one layer per architecture"
+    # AND each function has the layer of its own architecture, whose asset is the packaged zip, byte for byte
+    for name, runtime, arch, handler in (("Api", "python3.13", "x86_64", "functions/python/index.py"),
+                                         ("Worker", "nodejs22.x", "arm64", "functions/node/index.mjs")):
+        (fn,) = [props for logical_id, props in functions.items() if logical_id.startswith(name)]
+        assert fn["Runtime"] == runtime and fn["Architectures"] == [arch], fn
+        (layer_ref,) = fn["Layers"]
+        layer = resources[layer_ref["Ref"]]["Properties"]
+        assert layer["CompatibleArchitectures"] == [arch]
+        asset = app_dir / "cdk.out" / f"asset.{layer['Content']['S3Key'].removesuffix('.zip')}.zip"
         assert sha256(asset) == sha256(LAYER_ZIPS[arch]), arch
-        assert fn["Properties"]["Environment"]["Variables"] == {
-            "INVOCATION_HISTORY_EXTENSION_HTTP_PORT": "1203", "INVOCATION_HISTORY_EXTENSION_MAX_RECORDS": "1000"}
-    # AND the Aspect gave the other stack's function its layer, the export and its grant
-    exported = json.loads((app_dir / "cdk.out" / "Exported.template.json").read_text())["Resources"]
-    (worker,) = [r for r in exported.values() if r["Type"] == "AWS::Lambda::Function"]
-    assert len(worker["Properties"]["Layers"]) == 1
-    assert worker["Properties"]["Environment"]["Variables"]["INVOCATION_HISTORY_EXTENSION_EXPORT_S3_PREFIX"] == (
-        "invocation-history/")
-    (policy,) = [r for r in exported.values() if r["Type"] == "AWS::IAM::Policy"]
-    assert [s["Action"] for s in policy["Properties"]["PolicyDocument"]["Statement"]] == ["s3:PutObject"]
+        variables = fn["Environment"]["Variables"]
+        assert {k: v for k, v in variables.items() if k != "INVOCATION_HISTORY_EXTENSION_EXPORT_S3_BUCKET"} == {
+            "INVOCATION_HISTORY_EXTENSION_HTTP_PORT": "1203", "INVOCATION_HISTORY_EXTENSION_MAX_RECORDS": "1000",
+            "INVOCATION_HISTORY_EXTENSION_EXPORT_S3_PREFIX": "invocation-history/"}, name
+        assert resources[variables["INVOCATION_HISTORY_EXTENSION_EXPORT_S3_BUCKET"]["Ref"]]["Type"] == "AWS::S3::Bucket"
+        # AND its code is the example's function directory
+        code = app_dir / "cdk.out" / f"asset.{fn['Code']['S3Key'].removesuffix('.zip')}"
+        assert (code / Path(handler).name).read_bytes() == (app_dir / handler).read_bytes(), name
+    # AND each role may write the export's prefix, nothing else; the dashboard graphs both functions
+    policies = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::IAM::Policy"]
+    assert len(policies) == 2
+    for policy in policies:
+        assert [s["Action"] for s in policy["PolicyDocument"]["Statement"]] == ["s3:PutObject"]
+    assert [r["Type"] for r in resources.values()].count("AWS::CloudWatch::Dashboard") == 1
 
 
 def test_pip_install_from_git_subdirectory(scratch_venv: ScratchVenv, tmp_path):
