@@ -362,7 +362,7 @@ def test_container_image_function_points_to_the_dockerfile(stack, prebuilt):
     layer = InvocationHistoryLayer(stack, "History", code=prebuilt)
     image = lambda_.DockerImageFunction(stack, "Image", architecture=ARM, code=lambda_.DockerImageCode.from_ecr(
         ecr.Repository.from_repository_name(stack, "Repo", "sample")))
-    with pytest.raises(ValueError, match=r"function 'Image': it is a container image.*functions/container/Dockerfile"):
+    with pytest.raises(ValueError, match=r"function 'Image': it is a container image.*examples/my-app/Dockerfile"):
         layer.add_function(image)
 
 

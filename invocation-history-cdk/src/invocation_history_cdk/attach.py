@@ -57,7 +57,7 @@ class InvocationHistoryAspect:
         if node.runtime.name == lambda_.Runtime.FROM_IMAGE.name:
             Annotations.of(node).add_warning(
                 "InvocationHistoryAspect: container images take no layers, so this function has no Invocation "
-                "History: build the extension into the image (functions/container/Dockerfile) and set "
+                "History: build the extension into the image (examples/my-app/Dockerfile) and set "
                 "extension_environment() on it"
             )
             return

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Optional, Sequence
 
-from aws_cdk import Acknowledgment, Duration, Fn, RemovalPolicy, Stack, Validations
+from aws_cdk import Duration, Fn, RemovalPolicy, Stack
 from aws_cdk import aws_athena as athena
 from aws_cdk import aws_glue as glue
 from aws_cdk import aws_lambda as lambda_
@@ -19,6 +19,11 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from .settings import DEFAULT_EXPORT_PREFIX, check_export_prefix
+
+try:  # acknowledgments of validation rules (cdk-nag reads them) came with later aws-cdk-lib 2.x releases
+    from aws_cdk import Acknowledgment, Validations
+except ImportError:  # an older aws-cdk-lib (the package supports 2.100.0 on): nothing to acknowledge with
+    Acknowledgment = Validations = None
 
 QUERIES_DIR = Path(__file__).resolve().parent / "queries"
 #: The first day partition projection offers; Athena reads no partition before it.
@@ -61,11 +66,11 @@ def glue_name(text: str) -> str:
     return name[:255] or "invocation_history"
 
 
-RESULTS_ACCESS_LOGS_ACKNOWLEDGMENT = Acknowledgment(
-    id="AwsSolutions-S1",
-    reason="the results bucket holds only Athena's query results for this workgroup, written by Athena for whoever "
+#: Why the results bucket has no access logs (cdk-nag's AwsSolutions-S1).
+RESULTS_ACCESS_LOGS_REASON = (
+    "the results bucket holds only Athena's query results for this workgroup, written by Athena for whoever "
     "runs a query and deleted after days; an access-log bucket would need the same exception itself, and Athena "
-    "already records every query (the workgroup's history and CloudTrail)",
+    "already records every query (the workgroup's history and CloudTrail)"
 )
 
 
@@ -182,7 +187,9 @@ class InvocationHistoryTable(Construct):
             lifecycle_rules=[s3.LifecycleRule(id="ExpireResults", expiration=Duration.days(results_expire_days))],
             removal_policy=RemovalPolicy.RETAIN,
         )  # fmt: skip
-        Validations.of(self.results_bucket).acknowledge(RESULTS_ACCESS_LOGS_ACKNOWLEDGMENT)
+        if Validations is not None:
+            acknowledgment = Acknowledgment(id="AwsSolutions-S1", reason=RESULTS_ACCESS_LOGS_REASON)
+            Validations.of(self.results_bucket).acknowledge(acknowledgment)
         self.workgroup = athena.CfnWorkGroup(
             self, "WorkGroup", name=self.workgroup_name,
             description="Invocation History: the named queries over the S3 export",

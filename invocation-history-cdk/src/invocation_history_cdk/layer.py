@@ -198,7 +198,7 @@ class InvocationHistoryLayer(lambda_.LayerVersion):
             raise ValueError(
                 f"InvocationHistoryLayer '{self.node.id}' cannot be added to function '{name}': it is a container "
                 "image, and images cannot take layers: build the extension into the image instead, as "
-                "functions/container/Dockerfile does, and set extension_environment() on the function"
+                "examples/my-app/Dockerfile does, and set extension_environment() on the function"
             )
         if fn.architecture.name != self.architecture.name:
             fix = "ARM_64" if fn.architecture.name == "arm64" else "X86_64"

@@ -219,7 +219,7 @@ class ExtensionSettings:
 
 def extension_environment(**settings: Any) -> dict[str, str]:
     """The extension's environment variables for ``ExtensionSettings(**settings)``, validated: for functions that
-    carry the extension themselves (container images, see ``functions/container/Dockerfile``), which cannot take a
+    carry the extension themselves (container images, see ``examples/my-app/Dockerfile``), which cannot take a
     layer. It does not set ``AWS_LAMBDA_EXEC_WRAPPER``, which is the function's business."""
     return ExtensionSettings(**settings).environment()
 
