@@ -70,16 +70,14 @@ def workshop(tmp_path_factory):
     state = {"shell": shell, "failed": None, "started": time.monotonic(), "ran": 0}
     yield state
     shell.close()
-    # A block that failed may have left the workshop's environment running.
-    subprocess.run(
-        [str(ROOT / ".venv/bin/python"), "-m", "tools.environment", "stop"], cwd=ROOT, capture_output=True, timeout=60
-    )
+    # A block that failed may have left the workshop's environment or its local S3 (module 6) running.
+    for tool in ("tools.environment", "tools.local_s3"):
+        subprocess.run([str(ROOT / ".venv/bin/python"), "-m", tool, "stop"], cwd=ROOT, capture_output=True, timeout=60)
     print(f"\nworkshop: {state['ran']} blocks run in {time.monotonic() - state['started']:.1f}s")
 
 
 def test_the_workshop_has_its_modules():
-    # Module 6 comes with the timeline (issue 13).
-    assert [m.name[:2] for m in MODULES] == ["01", "02", "03", "04", "05", "07", "08"]
+    assert [m.name[:2] for m in MODULES] == ["01", "02", "03", "04", "05", "06", "07", "08"]
     assert all(any(b.source == m for b in RUN) for m in MODULES), "every module runs something"
 
 
