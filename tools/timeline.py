@@ -38,6 +38,11 @@ COLD_START_COLOUR = "#0d47a1"
 MIN_MARK_FRACTION = 0.002
 
 
+
+def counted(n: int, noun: str) -> str:
+    """`1 environment`, `3 environments`."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
 def parse_time(text: str) -> datetime.datetime:
     """An RFC 3339 UTC time as the extension writes it (up to nanoseconds, `Z`), to microseconds."""
     head, _, fraction = text.removesuffix("Z").partition(".")
@@ -201,7 +206,7 @@ def read_timeline(files: list[Path], show_progress: bool = True) -> Timeline:
 def title_of(timeline: Timeline, title: str | None) -> str:
     marks = sum(len(lane.marks) for lane in timeline.lanes)
     start = timeline.origin.strftime("%Y-%m-%d %H:%M:%S UTC")
-    return title or f"{len(timeline.lanes)} environments, {marks} invocations, from {start}"
+    return title or f"{counted(len(timeline.lanes), 'environment')}, {counted(marks, 'invocation')}, from {start}"
 
 
 def render_png(timeline: Timeline, path: Path, title: str | None = None) -> Path:
@@ -373,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     png = render_png(timeline, args.out_dir / f"{args.name}.png", args.title)
     page = render_html(timeline, args.out_dir / f"{args.name}.html", args.title)
     marks = sum(len(lane.marks) for lane in timeline.lanes)
-    print(f"{len(timeline.lanes)} environments, {marks} invocations, {len(files)} objects")
+    print(f"{counted(len(timeline.lanes), 'environment')}, {counted(marks, 'invocation')}, {counted(len(files), 'object')}")
     print(png)
     print(page)
     return 0
