@@ -420,8 +420,11 @@ impl Work {
                 }
                 Err(e) => {
                     pending.attempts += 1;
+                    // At SHUTDOWN a failure past the deadline has no retry to come (a window's
+                    // deadline passing only sends the batch to the next window).
+                    let stopping = persist || stop.as_deref().is_some_and(|rx| rx.borrow().is_some());
                     let time_left = deadline.is_none_or(|d| Instant::now() < d);
-                    let retry = e.is_retryable() && pending.attempts < MAX_ATTEMPTS && time_left;
+                    let retry = e.is_retryable() && pending.attempts < MAX_ATTEMPTS && (time_left || !stopping);
                     self.log.warn(
                         "S3 export: upload failed",
                         &[

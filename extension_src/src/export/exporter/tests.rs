@@ -339,6 +339,39 @@ async fn an_upload_hanging_at_shutdown_is_given_up_at_the_deadline_and_its_recor
     assert_eq!((stats.dropped_batches, stats.retries, stats.uploading), (4, 0, false), "{stats:?}");
 }
 
+#[tokio::test]
+async fn a_window_upload_that_runs_out_of_time_waits_for_the_next_window_and_is_not_dropped() {
+    // An S3 that holds the first PUT unanswered and stores the next.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = Endpoint::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
+    let stored: Stored = Arc::default();
+    let kept = Arc::clone(&stored);
+    tokio::spawn(async move {
+        let (mut held, _) = listener.accept().await.unwrap();
+        let _ = crate::s3::fake::read_request(&mut held).await;
+        let (stream, _) = listener.accept().await.unwrap();
+        serve(stream, kept, Arc::default(), Arc::new(Mutex::new(Vec::new().into_iter()))).await;
+        drop(held);
+    });
+    let (clock, _) = clock();
+    let store = Arc::new(Store::new(100, Arc::clone(&clock)));
+    let (log, _) = Logger::capture(Level::Error);
+    let exporter = Exporter::start(Arc::clone(&store), bucket(endpoint), settings(false, 1), clock, log);
+    invoke(&store, "a", true);
+    invoke(&store, "b", false);
+    assert!(exporter.prepare().await, "a's batch is due");
+    // The window's upload hangs until the window's budget is spent.
+    exporter.upload_window().await;
+    let stats = exporter.shutdown(Instant::now() + Duration::from_secs(2), "spindown").await;
+    let (_, lines) = read_back(&stored);
+    assert_eq!(ids(&lines), ["a", "b"], "a's batch went at SHUTDOWN, with b's");
+    assert_eq!(
+        (stats.retries, stats.dropped_batches, stats.dropped_invocations),
+        (1, 0, 0),
+        "{stats:?}"
+    );
+}
+
 // ---- log events ----
 
 const A: &str = "0a000000-0000-4000-8000-00000000000a";
