@@ -84,7 +84,7 @@ pub struct RuntimeProxy {
     pub upstream: String,
 }
 
-// The S3 export (issue 12, being built): (lowest, highest, default). A batch is due at the first
+// The S3 export (issue 12): (lowest, highest, default). A batch is due at the first
 // limit reached; bytes are the NDJSON's before compression.
 pub const DEFAULT_EXPORT_PREFIX: &str = "invocation-history/";
 pub const EXPORT_MAX_INVOCATIONS: (usize, usize, usize) = (1, 100_000, 1000);

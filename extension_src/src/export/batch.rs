@@ -91,6 +91,11 @@ impl Batch {
     }
 
     #[must_use]
+    pub fn log_events(&self) -> usize {
+        self.log_events
+    }
+
+    #[must_use]
     pub fn is_empty(&self) -> bool {
         self.lines == 0
     }

@@ -75,6 +75,16 @@ pub struct Exporter {
     requests: mpsc::Sender<Request>,
     store: Arc<Store>,
     logs: Option<Arc<LogBuffer>>,
+    unsent: Arc<Mutex<Unsent>>,
+}
+
+/// What the task holds and has not sent, as of its last change: what a forced stop gives up.
+#[derive(Clone, Copy, Debug, Default)]
+struct Unsent {
+    /// A batch's upload is under way (popped from the queue).
+    uploading: bool,
+    /// Log events in the batch being filled, the queue and the upload under way.
+    log_events: u64,
 }
 
 /// The shutdown's notice: its deadline and reason, once it comes.
@@ -110,6 +120,7 @@ impl Exporter {
         let (stop, stopped) = watch::channel(None);
         let (requests, requested) = mpsc::channel(1);
         let stats = Arc::new(Mutex::new(Stats::default()));
+        let unsent = Arc::new(Mutex::new(Unsent::default()));
         let logs = settings.logs.clone();
         let work = Work {
             store: Arc::clone(&store),
@@ -124,7 +135,8 @@ impl Exporter {
             queue: Queue::new(QUEUE_BYTES),
             seq: 0,
             retry_at: None,
-            unsent_log_events: 0,
+            in_flight: None,
+            unsent: Arc::clone(&unsent),
         };
         let task = tokio::spawn(work.run(stopped, requested));
         Self {
@@ -134,6 +146,7 @@ impl Exporter {
             requests,
             store,
             logs,
+            unsent,
         }
     }
 
@@ -184,11 +197,12 @@ impl Exporter {
             task.abort();
             let accounted = stats.invocations + stats.dropped_invocations + stats.evicted;
             stats.dropped_invocations += self.store.counts().served.saturating_sub(accounted);
+            let unsent = *self.unsent.lock().unwrap_or_else(PoisonError::into_inner);
             // Log events in batches not sent, and those still waiting for their invocation.
             let waiting = self.logs.as_ref().map_or(0, |l| l.take_all().len() as u64);
-            stats.dropped_log_events += stats.unsent_log_events + waiting;
+            stats.dropped_log_events += unsent.log_events + waiting;
             // What was queued, and the batch whose upload was under way.
-            stats.dropped_batches += stats.queued_batches + u64::from(stats.uploading);
+            stats.dropped_batches += stats.queued_batches + u64::from(unsent.uploading);
             stats.queued_batches = 0;
             stats.queued_bytes = 0;
         }
@@ -213,8 +227,10 @@ struct Work {
     seq: u64,
     /// No upload before this instant (a retry's backoff).
     retry_at: Option<Instant>,
-    /// Log events in the batch being filled, the queue and an upload under way.
-    unsent_log_events: u64,
+    /// The log events of the batch whose upload is under way.
+    in_flight: Option<usize>,
+    /// Published by `publish` for a forced stop.
+    unsent: Arc<Mutex<Unsent>>,
 }
 
 impl Work {
@@ -314,7 +330,6 @@ impl Work {
                 let until = waiting.starts.get(&(record.sequence + 1)).copied().unwrap_or(Timestamp(i64::MAX));
                 let claimed = logs.claim(&record.request_id, record.started, until, &mut record.line);
                 self.batch.count_log_events(claimed);
-                self.unsent_log_events += claimed as u64;
             } else {
                 record.line.push(b'}');
             }
@@ -331,12 +346,12 @@ impl Work {
                 self.seal_if_due();
                 self.batch.push(&line, false, now);
                 self.batch.count_log_events(1);
-                self.unsent_log_events += 1;
             }
         }
         while self.written.remove(&(self.cursor + 1)) {
             self.cursor += 1;
         }
+        self.publish();
     }
 
     fn seal_if_due(&mut self) {
@@ -381,7 +396,8 @@ impl Work {
                 pending.seq,
             );
             let body = pending.batch.body.clone();
-            self.stats().uploading = true;
+            self.in_flight = Some(pending.batch.log_events);
+            self.publish();
             let put = self.bucket.put_ndjson_gz(&key, body, (self.clock)(), wait);
             let outcome = match stop.as_deref_mut() {
                 None => put.await,
@@ -406,7 +422,7 @@ impl Work {
                     }
                 }
             };
-            self.stats().uploading = false;
+            self.in_flight = None;
             match outcome {
                 Ok(()) => {
                     self.retry_at = None;
@@ -415,8 +431,6 @@ impl Work {
                     stats.bytes += pending.batch.body.len() as u64;
                     stats.invocations += pending.batch.invocations as u64;
                     stats.log_events += pending.batch.log_events as u64;
-                    drop(stats);
-                    self.unsent_log_events = self.unsent_log_events.saturating_sub(pending.batch.log_events as u64);
                 }
                 Err(e) => {
                     pending.attempts += 1;
@@ -481,19 +495,21 @@ impl Work {
         self.stats.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn publish(&mut self) {
+    fn publish(&self) {
         let (dropped, queued_batches, queued_bytes) = (self.queue.dropped(), self.queue.len() as u64, self.queue.bytes() as u64);
-        // What the queue dropped is no longer waiting to be sent.
-        let newly_dropped = dropped.log_events.saturating_sub(self.stats().dropped_log_events);
-        self.unsent_log_events = self.unsent_log_events.saturating_sub(newly_dropped);
-        let unsent = self.unsent_log_events;
-        let mut stats = self.stats();
-        stats.dropped_batches = dropped.batches;
-        stats.dropped_invocations = dropped.invocations;
-        stats.dropped_log_events = dropped.log_events;
-        stats.unsent_log_events = unsent;
-        stats.queued_batches = queued_batches;
-        stats.queued_bytes = queued_bytes;
+        {
+            let mut stats = self.stats();
+            stats.dropped_batches = dropped.batches;
+            stats.dropped_invocations = dropped.invocations;
+            stats.dropped_log_events = dropped.log_events;
+            stats.queued_batches = queued_batches;
+            stats.queued_bytes = queued_bytes;
+        }
+        let log_events = self.batch.log_events() + self.queue.log_events() + self.in_flight.unwrap_or(0);
+        *self.unsent.lock().unwrap_or_else(PoisonError::into_inner) = Unsent {
+            uploading: self.in_flight.is_some(),
+            log_events: log_events as u64,
+        };
     }
 }
 

@@ -1,6 +1,7 @@
-//! The S3 export (issue 12): each environment's records and logs, in batches, to S3. So far the
-//! parts that need no network: the batch (gzip NDJSON and when it is due), the object key layout
-//! and the bounded upload queue; the exporter that drives them from the lifecycle follows.
+//! The S3 export (issue 12): each environment's records and logs, in batches, to S3. The exporter
+//! (when to write and upload, what is counted), the batch (gzip NDJSON and when it is due), the
+//! object key layout, the bounded upload queue and the log buffer (events waiting for their
+//! invocation's line).
 
 pub mod batch;
 pub mod exporter;

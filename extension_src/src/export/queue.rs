@@ -107,6 +107,12 @@ impl Queue {
         self.pending.is_empty()
     }
 
+    /// Log events in the batches queued.
+    #[must_use]
+    pub fn log_events(&self) -> usize {
+        self.pending.iter().map(|p| p.batch.log_events).sum()
+    }
+
     /// Compressed bytes queued.
     #[must_use]
     pub fn bytes(&self) -> usize {

@@ -94,12 +94,6 @@ pub struct ExportCounts {
     /// batch given up).
     pub log_events: u64,
     pub dropped_log_events: u64,
-    /// Log events in batches not sent yet: what a forced stop at the deadline counts as dropped.
-    #[serde(skip)]
-    pub unsent_log_events: u64,
-    /// An upload is under way (what a forced stop gives up with it).
-    #[serde(skip)]
-    pub uploading: bool,
 }
 
 /// Reads the export's counters when `/environment` is asked.

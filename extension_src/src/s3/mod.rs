@@ -1,6 +1,6 @@
 //! Amazon S3 for the export (issue 12): what it takes to put an object. The request signer
 //! (`sigv4`), the function role's credentials (`credentials`) and one `PutObject` attempt
-//! (`client`); TLS for AWS's own endpoints is the step after.
+//! (`client`, over `crate::tls` for https endpoints).
 
 pub mod client;
 pub mod credentials;

@@ -322,7 +322,7 @@ async fn an_upload_hanging_at_shutdown_is_given_up_at_the_deadline_and_its_recor
     });
     let (clock, _) = clock();
     let store = Arc::new(Store::new(100, Arc::clone(&clock)));
-    let (log, _) = Logger::capture(Level::Error);
+    let (log, lines) = Logger::capture(Level::Warn);
     let exporter = Exporter::start(Arc::clone(&store), bucket(endpoint), settings(true, 1), clock, log);
     for id in ["a", "b", "c"] {
         invoke(&store, id, true);
@@ -336,7 +336,10 @@ async fn an_upload_hanging_at_shutdown_is_given_up_at_the_deadline_and_its_recor
     // The upload under way was cut at the shutdown's deadline by the task itself, which then
     // counted each batch: "a"'s, "b"'s and "c"'s (sealed as they filled) and the one that holds
     // the environment's last line, none of them with time left to send; no retry was counted.
-    assert_eq!((stats.dropped_batches, stats.retries, stats.uploading), (4, 0, false), "{stats:?}");
+    assert_eq!((stats.dropped_batches, stats.retries), (4, 0), "{stats:?}");
+    // ... by the task itself (a forced stop would have cut it off before it could say so).
+    let log = lines.lock().unwrap().clone();
+    assert!(log.contains("S3 export: upload failed") && log.contains("retry=false"), "{log}");
 }
 
 #[tokio::test]
@@ -572,5 +575,4 @@ async fn log_events_beyond_the_buffer_or_in_a_refused_batch_are_counted_as_dropp
     let (_, lines) = read_back(&stored);
     assert_eq!(ids(&lines), [B]);
     assert_eq!((stats.log_events, stats.dropped_log_events), (0, 4));
-    assert_eq!(stats.unsent_log_events, 0);
 }
