@@ -11,23 +11,14 @@ each invocation ended (status, duration), as they do on Lambda.
 from __future__ import annotations
 
 import json
-import socket
 import sys
 
-from tools.local_lambda import GO_BOOTSTRAP, LocalLambda, free_port, go_function, local_api_get, python_function, wait_until
+from tools.local_lambda import (
+    GO_BOOTSTRAP, LocalLambda, free_port, go_function, local_api_get, port_free, python_function, wait_until,
+)  # fmt: skip
 
 INVOCATIONS = 4
 DEFAULT_PORT = 1203
-
-
-def port_free(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Go's listener does: TIME_WAIT is fine
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
 
 
 def table(rows: list[list[str]], header: list[str]) -> str:

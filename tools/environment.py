@@ -24,13 +24,14 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
-from tools.local_lambda import GO_BOOTSTRAP, ROOT, WRAPPER, LocalLambda, go_function, python_function, wait_until
+from tools.local_lambda import (
+    GO_BOOTSTRAP, ROOT, WRAPPER, LocalLambda, go_function, port_free, python_function, wait_until,
+)  # fmt: skip
 
 INVOKE_PORT = 9000  # the port AWS's RIE documentation maps its endpoint to
 HISTORY_PORT = 1203  # the extension's default
@@ -81,20 +82,9 @@ def extension_lines(logs: str) -> list[str]:
     ]
 
 
-def taken(port: int) -> bool:
-    """Whether something on this machine already listens on 127.0.0.1:port (then the environment could not
-    use it, and a `curl` would reach that something instead)."""
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a port in TIME_WAIT is free to use
-        try:
-            s.bind(("127.0.0.1", port))
-            return False
-        except OSError:
-            return True
-
-
 def run(args: argparse.Namespace) -> int:
-    busy = [port for port in (INVOKE_PORT, HISTORY_PORT) if taken(port)]
+    # Something else listening there would get the environment's `curl`s.
+    busy = [port for port in (INVOKE_PORT, HISTORY_PORT) if not port_free(port)]
     if busy:
         print(f"127.0.0.1:{', '.join(map(str, busy))} already in use: stop what listens there first", file=sys.stderr)
         return 1

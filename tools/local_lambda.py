@@ -106,6 +106,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def port_free(port: int) -> bool:
+    """Whether 127.0.0.1:port can be listened on now (nothing else listens there)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Go's listener does: TIME_WAIT is fine
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
 def go_function() -> list[str]:
     """Bootstrap command of the Go sample (provided.al2023 runs the binary directly)."""
     return [str(GO_BOOTSTRAP)]
