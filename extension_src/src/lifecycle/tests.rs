@@ -606,3 +606,13 @@ async fn the_summary_line_carries_the_counters_of_every_part_that_is_on() {
     assert_eq!(super::run(run.options, never()).await, 0);
     assert!(!text(&run.lines).contains("telemetryBatches"));
 }
+
+#[test]
+fn environment_ids_are_32_lowercase_hex_digits_and_differ() {
+    let (a, b) = (new_environment_id(), new_environment_id());
+    for id in [&a, &b] {
+        assert_eq!(id.len(), 32, "{id}");
+        assert!(id.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)), "{id}");
+    }
+    assert_ne!(a, b);
+}
