@@ -4,7 +4,9 @@
 //!
 //! A `Connection` is kept open across requests (the event loop's `/event/next` long poll is one
 //! request per invocation: a new TCP connection each time would cost on every invoke) and is
-//! re-opened once, transparently, when the peer has closed it.
+//! re-opened once, transparently, when the peer has closed it. A request can be queued to go in
+//! the same write as the next one (HTTP/1.1 pipelining, `queue`/`receive`): at init the first
+//! `/event/next` follows the telemetry subscription without waiting for its answer.
 //!
 //! Written on `httparse` (hyper's own parser) rather than on hyper's client: `/event/next` is on
 //! every invocation's path, and hyper's client spent most of the extension's time over the floor
@@ -118,6 +120,12 @@ pub struct Connection {
     request: Vec<u8>,
     /// What was read of the answer, kept between requests.
     read: Vec<u8>,
+    /// A request to write right behind the next one `send` writes (`queue`).
+    queued: Vec<u8>,
+    queued_head_only: bool,
+    /// A request written behind the last one sent awaits its answer (`receive`); `true` when it
+    /// was a HEAD (no body comes).
+    pending: Option<bool>,
 }
 
 /// How the answer's body ends.
@@ -138,6 +146,9 @@ impl Connection {
             stream: None,
             request: Vec::new(),
             read: Vec::new(),
+            queued: Vec::new(),
+            queued_head_only: false,
+            pending: None,
         }
     }
 
@@ -171,53 +182,83 @@ impl Connection {
         max_body: usize,
         timeout: Option<Duration>,
     ) -> Result<Answer, Error> {
-        self.encode(&method, path, headers, &body)?;
-        let exchange = self.exchange(method == Method::HEAD, max_body);
-        match timeout {
+        if self.pending.take().is_some() {
+            // An answer nobody read would be taken for this one's: start on a new connection.
+            self.stream = None;
+        }
+        self.request.clear();
+        encode(&mut self.request, &self.host, &method, path, headers, &body)?;
+        let queued = (!self.queued.is_empty()).then(|| {
+            self.request.extend_from_slice(&self.queued);
+            self.queued.clear();
+            self.queued_head_only
+        });
+        let exchange = self.exchange(method == Method::HEAD, max_body, queued.is_some());
+        let answer = match timeout {
             Some(limit) => tokio::time::timeout(limit, exchange)
                 .await
                 .unwrap_or_else(|_| Err(Error::Timeout(limit))),
             None => exchange.await,
         }
-        .inspect_err(|_| self.stream = None)
+        .inspect_err(|_| self.stream = None)?;
+        // The queued request's answer follows on the same connection, if it was kept.
+        self.pending = queued.filter(|_| self.stream.is_some());
+        Ok(answer)
     }
 
-    fn encode(&mut self, method: &Method, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<(), Error> {
-        let clean = |s: &str| !s.bytes().any(|b| b == b'\r' || b == b'\n');
-        if !clean(path) || path.contains(' ') || !headers.iter().all(|(n, v)| clean(n) && clean(v) && !n.contains(':')) {
-            return Err(Error::Request(format!("a line break or separator in {path:?} or its headers")));
-        }
-        let r = &mut self.request;
-        r.clear();
-        for part in [method.as_str(), " ", path, " HTTP/1.1\r\nHost: ", &self.host, "\r\n"] {
-            r.extend_from_slice(part.as_bytes());
-        }
-        for (name, value) in headers {
-            for part in [name, ": ", value, "\r\n"] {
-                r.extend_from_slice(part.as_bytes());
-            }
-        }
-        if !body.is_empty() || *method == Method::POST || *method == Method::PUT {
-            r.extend_from_slice(b"Content-Length: ");
-            r.extend_from_slice(body.len().to_string().as_bytes());
-            r.extend_from_slice(b"\r\n");
-        }
-        r.extend_from_slice(b"\r\n");
-        r.extend_from_slice(body);
+    /// Encodes a request to be written right behind the next one `send` writes, in the same
+    /// `write` (HTTP/1.1 pipelining): the server answers the two in order, so this one's answer
+    /// is read afterwards, with `receive`. Lambda's APIs are Go's HTTP server, which reads a
+    /// connection's requests one after the other.
+    pub fn queue(&mut self, method: &Method, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<(), Error> {
+        self.queued.clear();
+        encode(&mut self.queued, &self.host, method, path, headers, body)?;
+        self.queued_head_only = *method == Method::HEAD;
         Ok(())
     }
 
-    async fn exchange(&mut self, head_only: bool, max_body: usize) -> Result<Answer, Error> {
+    /// Whether a queued request was written and its answer is still to be read (`receive`).
+    #[must_use]
+    pub fn has_pending(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// Reads the answer to the request written behind the last one sent (`queue`), at most
+    /// `max_body` bytes of it; `timeout` as for `send`.
+    pub async fn receive(&mut self, max_body: usize, timeout: Option<Duration>) -> Result<Answer, Error> {
+        let Some(head_only) = self.pending.take() else {
+            return Err(Error::Request("no request waits for its answer".to_owned()));
+        };
+        // `pending` is set only while the connection is kept.
+        let Some(mut stream) = self.stream.take() else {
+            return Err(Error::Request("no request waits for its answer".to_owned()));
+        };
+        let read = read_answer(&mut stream, &mut self.read, head_only, max_body);
+        let (answer, keep) = match timeout {
+            Some(limit) => tokio::time::timeout(limit, read)
+                .await
+                .unwrap_or_else(|_| Err(Error::Timeout(limit))),
+            None => read.await,
+        }?;
+        if keep && self.read.is_empty() {
+            self.stream = Some(stream);
+        }
+        Ok(answer)
+    }
+
+    /// Writes the encoded request(s) and reads the first answer; with `pipelined`, the bytes after
+    /// it are the next answer's and are kept.
+    async fn exchange(&mut self, head_only: bool, max_body: usize, pipelined: bool) -> Result<Answer, Error> {
         let reused = self.stream.is_some();
         let mut stream = match self.stream.take() {
             Some(stream) => stream,
             None => self.connect().await?,
         };
-        let (answer, keep) = match self.round_trip(&mut stream, head_only, max_body).await {
+        let (answer, keep) = match self.round_trip(&mut stream, head_only, max_body, pipelined).await {
             // A kept connection the peer closed meanwhile: once more on a new one.
             Err(Error::Io(e)) if reused && is_closed(&e) => {
                 stream = self.connect().await?;
-                self.round_trip(&mut stream, head_only, max_body).await
+                self.round_trip(&mut stream, head_only, max_body, pipelined).await
             }
             other => other,
         }?;
@@ -225,6 +266,15 @@ impl Connection {
             self.stream = Some(stream);
         }
         Ok(answer)
+    }
+
+    /// Opens the connection now when none is kept, so that the next request is written without
+    /// waiting for a handshake.
+    pub async fn open(&mut self) -> Result<(), Error> {
+        if self.stream.is_none() {
+            self.stream = Some(self.connect().await?);
+        }
+        Ok(())
     }
 
     async fn connect(&self) -> Result<Stream, Error> {
@@ -239,70 +289,108 @@ impl Connection {
         }
     }
 
-    /// Writes the encoded request and reads its answer; `true` beside it when the connection can
-    /// be kept.
-    async fn round_trip(&mut self, stream: &mut Stream, head_only: bool, max_body: usize) -> Result<(Answer, bool), Error> {
+    /// Writes the encoded request(s) and reads the first answer; `true` beside it when the
+    /// connection can be kept. Bytes after the answer are kept for the next one only when a
+    /// second request was written (`pipelined`): otherwise nothing asked for them, and the
+    /// connection is not reused.
+    async fn round_trip(
+        &mut self,
+        stream: &mut Stream,
+        head_only: bool,
+        max_body: usize,
+        pipelined: bool,
+    ) -> Result<(Answer, bool), Error> {
         stream.write_all(&self.request).await.map_err(Error::Io)?;
         stream.flush().await.map_err(Error::Io)?;
-        let read = &mut self.read;
-        read.clear();
-        // The head; interim 1xx answers are skipped.
-        let (status, head_end, framing, keep) = loop {
-            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let mut response = httparse::Response::new(&mut headers);
-            match response.parse(read) {
-                Ok(httparse::Status::Partial) if read.len() < MAX_HEAD_BYTES => {
-                    fill_or_eof(stream, read).await?;
-                }
-                Ok(httparse::Status::Partial) => return Err(Error::Protocol(format!("answer head over {MAX_HEAD_BYTES} bytes"))),
-                Err(e) => return Err(Error::Protocol(format!("answer head: {e}"))),
-                Ok(httparse::Status::Complete(end)) => {
-                    let code = response.code.unwrap_or(0);
-                    if (100..200).contains(&code) {
-                        read.drain(..end);
-                        continue;
-                    }
-                    let status = StatusCode::from_u16(code).map_err(|e| Error::Protocol(e.to_string()))?;
-                    let (framing, keep) = framing(&response, head_only || code == 204 || code == 304)?;
-                    break (status, end, framing, keep);
-                }
-            }
-        };
-        let (body_end, answer_end) = match framing {
-            Framing::Length(len) => {
-                if len > max_body {
-                    return Err(Error::TooLarge(max_body));
-                }
-                while read.len() < head_end + len {
-                    fill_or_eof(stream, read).await?;
-                }
-                (head_end + len, head_end + len)
-            }
-            Framing::Close => loop {
-                if read.len() - head_end > max_body {
-                    return Err(Error::TooLarge(max_body));
-                }
-                if fill(stream, read).await? == 0 {
-                    break (read.len(), read.len());
-                }
-            },
-            Framing::Chunked => dechunk(stream, read, head_end, max_body).await?,
-        };
-        let raw = Bytes::copy_from_slice(&read[..body_end]);
-        // The head without its status line, for `Answer::header`.
-        let line_end = raw.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1);
-        let answer = Answer {
-            status,
-            head: raw.slice(line_end..head_end),
-            body: raw.slice(head_end..body_end),
-        };
-        // Bytes after the answer: nothing asked for them, so the connection is not reused.
-        let keep = keep && read.len() == answer_end;
-        if read.capacity() > MAX_KEPT_BUFFER {
-            *read = Vec::new();
-        }
-        Ok((answer, keep))
+        self.read.clear();
+        let (answer, keep) = read_answer(stream, &mut self.read, head_only, max_body).await?;
+        Ok((answer, keep && (pipelined || self.read.is_empty())))
     }
+}
+
+/// Reads one answer from `read` (what was already read) and `stream`, at most `max_body` bytes of
+/// body; `true` beside it when the connection can be kept. The bytes after it stay in `read`.
+async fn read_answer(stream: &mut Stream, read: &mut Vec<u8>, head_only: bool, max_body: usize) -> Result<(Answer, bool), Error> {
+    // The head; interim 1xx answers are skipped.
+    let (status, head_end, framing, keep) = loop {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut response = httparse::Response::new(&mut headers);
+        match response.parse(read) {
+            Ok(httparse::Status::Partial) if read.len() < MAX_HEAD_BYTES => {
+                fill_or_eof(stream, read).await?;
+            }
+            Ok(httparse::Status::Partial) => return Err(Error::Protocol(format!("answer head over {MAX_HEAD_BYTES} bytes"))),
+            Err(e) => return Err(Error::Protocol(format!("answer head: {e}"))),
+            Ok(httparse::Status::Complete(end)) => {
+                let code = response.code.unwrap_or(0);
+                if (100..200).contains(&code) {
+                    read.drain(..end);
+                    continue;
+                }
+                let status = StatusCode::from_u16(code).map_err(|e| Error::Protocol(e.to_string()))?;
+                let (framing, keep) = framing(&response, head_only || code == 204 || code == 304)?;
+                break (status, end, framing, keep);
+            }
+        }
+    };
+    let (body_end, answer_end) = match framing {
+        Framing::Length(len) => {
+            if len > max_body {
+                return Err(Error::TooLarge(max_body));
+            }
+            while read.len() < head_end + len {
+                fill_or_eof(stream, read).await?;
+            }
+            (head_end + len, head_end + len)
+        }
+        Framing::Close => loop {
+            if read.len() - head_end > max_body {
+                return Err(Error::TooLarge(max_body));
+            }
+            if fill(stream, read).await? == 0 {
+                break (read.len(), read.len());
+            }
+        },
+        Framing::Chunked => dechunk(stream, read, head_end, max_body).await?,
+    };
+    let raw = Bytes::copy_from_slice(&read[..body_end]);
+    // The head without its status line, for `Answer::header`.
+    let line_end = raw.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let answer = Answer {
+        status,
+        head: raw.slice(line_end..head_end),
+        body: raw.slice(head_end..body_end),
+    };
+    // What follows the answer is the next one's, when one was asked for (pipelining).
+    read.drain(..answer_end);
+    if read.capacity() > MAX_KEPT_BUFFER {
+        read.shrink_to(read.len());
+    }
+    Ok((answer, keep))
+}
+
+/// Writes the request line, `Host`, `headers`, the length and `body` into `r`.
+fn encode(r: &mut Vec<u8>, host: &str, method: &Method, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<(), Error> {
+    let clean = |s: &str| !s.bytes().any(|b| b == b'\r' || b == b'\n');
+    if !clean(path) || path.contains(' ') || !headers.iter().all(|(n, v)| clean(n) && clean(v) && !n.contains(':')) {
+        return Err(Error::Request(format!("a line break or separator in {path:?} or its headers")));
+    }
+    for part in [method.as_str(), " ", path, " HTTP/1.1\r\nHost: ", host, "\r\n"] {
+        r.extend_from_slice(part.as_bytes());
+    }
+    for (name, value) in headers {
+        for part in [name, ": ", value, "\r\n"] {
+            r.extend_from_slice(part.as_bytes());
+        }
+    }
+    if !body.is_empty() || *method == Method::POST || *method == Method::PUT {
+        r.extend_from_slice(b"Content-Length: ");
+        r.extend_from_slice(body.len().to_string().as_bytes());
+        r.extend_from_slice(b"\r\n");
+    }
+    r.extend_from_slice(b"\r\n");
+    r.extend_from_slice(body);
+    Ok(())
 }
 
 /// How the body of `response` ends, and whether the connection may be kept after it.
@@ -428,8 +516,8 @@ impl AsyncWrite for Stream {
     }
 }
 
-/// The peer closed a kept connection before answering.
-fn is_closed(e: &io::Error) -> bool {
+/// Whether `e` says the peer closed the connection (a kept one, before answering).
+pub fn is_closed(e: &io::Error) -> bool {
     use io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
     matches!(e.kind(), UnexpectedEof | ConnectionReset | BrokenPipe | ConnectionAborted)
 }

@@ -138,6 +138,13 @@ impl Client {
         }
     }
 
+    /// Opens the connection the registration will use, so that `register` writes its request
+    /// before anything else runs (the request leaves while the caller prepares what it needs next).
+    /// A failure here is left for `register` to meet, and retry.
+    pub async fn connect(&mut self) {
+        let _ = self.connection.open().await;
+    }
+
     /// Registers the extension as `name` (which Lambda requires to be its file name) for `events`.
     pub async fn register(&mut self, name: &str, events: &[EventType]) -> Result<Registration, Error> {
         const OPERATION: &str = "register extension";
@@ -202,20 +209,42 @@ impl Client {
         const OPERATION: &str = "next event";
         let with_id = [(HEADER_IDENTIFIER, self.id.as_str())];
         let headers: &[(&str, &str)] = if self.id.is_empty() { &[] } else { &with_id };
-        let answer = call(
-            &mut self.connection,
-            OPERATION,
-            Method::GET,
-            NEXT_EVENT_PATH,
-            headers,
-            Bytes::new(),
-            None,
-        )
-        .await?;
+        let answer = match queued_answer(&mut self.connection).await {
+            Some(answer) => checked(OPERATION, answer)?,
+            None => {
+                call(
+                    &mut self.connection,
+                    OPERATION,
+                    Method::GET,
+                    NEXT_EVENT_PATH,
+                    headers,
+                    Bytes::new(),
+                    None,
+                )
+                .await?
+            }
+        };
         parse_event(&answer.body).map_err(|e| Error {
             operation: OPERATION,
             kind: ErrorKind::Decode(e),
         })
+    }
+
+    /// Writes `/event/next` right behind the next request sent on this client's connection (the
+    /// telemetry subscription, at init): the extension asks for its first event without waiting
+    /// for that answer, and Lambda, which answers a connection's requests in order, still takes
+    /// the subscription first. `next_event` then reads the answer instead of asking again.
+    pub fn queue_next_event(&mut self) {
+        let with_id = [(HEADER_IDENTIFIER, self.id.as_str())];
+        let headers: &[(&str, &str)] = if self.id.is_empty() { &[] } else { &with_id };
+        // A path and an identifier already checked: nothing here can fail to encode.
+        let _ = self.connection.queue(&Method::GET, NEXT_EVENT_PATH, headers, &[]);
+    }
+
+    /// Whether a queued `/event/next` was written and `next_event` will read its answer.
+    #[must_use]
+    pub fn next_event_queued(&self) -> bool {
+        self.connection.has_pending()
     }
 
     /// Reports a failure during init; Lambda then fails the init phase. `error_type` must look
@@ -275,13 +304,30 @@ async fn call(
     body: Bytes,
     timeout: Option<Duration>,
 ) -> Result<Answer, Error> {
-    let answer = connection
-        .send(method, path, headers, body, MAX_ANSWER_BYTES, timeout)
-        .await
-        .map_err(|e| Error {
-            operation,
-            kind: ErrorKind::Transport(e),
-        })?;
+    let answer = connection.send(method, path, headers, body, MAX_ANSWER_BYTES, timeout).await;
+    checked(operation, answer)
+}
+
+/// The answer to a queued request (`/event/next`), when one was written; `None` when there is none, or
+/// when the connection closed before it came (the server answers in order, so it never took
+/// that request): the caller asks again.
+async fn queued_answer(connection: &mut Connection) -> Option<Result<Answer, http_client::Error>> {
+    if !connection.has_pending() {
+        return None;
+    }
+    match connection.receive(MAX_ANSWER_BYTES, None).await {
+        Err(http_client::Error::Io(e)) if http_client::is_closed(&e) => None,
+        answer => Some(answer),
+    }
+}
+
+/// `answer` as the result of `operation`: a transport error, or a non-2xx status with what its
+/// body said, is an error.
+fn checked(operation: &'static str, answer: Result<Answer, http_client::Error>) -> Result<Answer, Error> {
+    let answer = answer.map_err(|e| Error {
+        operation,
+        kind: ErrorKind::Transport(e),
+    })?;
     if !answer.status.is_success() {
         return Err(Error {
             operation,

@@ -495,3 +495,86 @@ async fn registration_gives_up_on_an_api_that_never_listens() {
     assert!(err.to_string().contains("connect"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
 }
+
+const SUBSCRIBE: &str = "PUT /2022-07-01/telemetry";
+
+#[tokio::test]
+async fn a_queued_next_event_follows_the_next_request_and_is_not_asked_again() {
+    let invoke = r#"{"eventType":"INVOKE","requestId":"r1"}"#;
+    let queue = Mutex::new(VecDeque::from([invoke.to_owned(), invoke.to_owned()]));
+    let api = FakeApi::start(move |r| match r.route.as_str() {
+        REGISTER => Some(registered("{}")),
+        SUBSCRIBE => Some(reply(200, r#""OK""#)),
+        NEXT => queue.lock().unwrap().pop_front().map(|body| reply(200, &body)),
+        _ => Some(reply(404, "unexpected")),
+    })
+    .await;
+    let mut client = api.client();
+    client.connect().await;
+    client.register("x", &[EventType::Invoke]).await.unwrap();
+    client.queue_next_event();
+    assert!(!client.next_event_queued(), "written only with the next request");
+    let id = client.extension_id().to_owned();
+    let sub = client
+        .connection()
+        .send(
+            Method::PUT,
+            "/2022-07-01/telemetry",
+            &[(HEADER_IDENTIFIER, &id)],
+            Bytes::from_static(b"{}"),
+            1024,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(sub.status, StatusCode::OK);
+    assert!(client.next_event_queued());
+    for _ in 0..2 {
+        assert!(matches!(client.next_event().await.unwrap(), Event::Invoke { .. }));
+    }
+    let seen = api.seen();
+    let routes: Vec<_> = seen.iter().map(|r| (r.route.as_str(), r.connection)).collect();
+    assert_eq!(
+        routes,
+        [(REGISTER, 0), (SUBSCRIBE, 0), (NEXT, 0), (NEXT, 0)],
+        "one connection, in order"
+    );
+    assert_eq!(seen[2].header("Lambda-Extension-Identifier"), Some("ext-id-1"));
+}
+
+#[tokio::test]
+async fn a_queued_next_event_lost_with_its_connection_is_asked_again() {
+    // The subscription's answer closes the connection: the server never read the queued request.
+    let invoke = r#"{"eventType":"INVOKE","requestId":"r1"}"#;
+    let api = FakeApi::start(move |r| match r.route.as_str() {
+        REGISTER => Some(registered("{}")),
+        SUBSCRIBE => Some(Reply {
+            headers: vec![("Connection", "close".to_owned())],
+            ..reply(200, r#""OK""#)
+        }),
+        NEXT => Some(reply(200, invoke)),
+        _ => Some(reply(404, "unexpected")),
+    })
+    .await;
+    let mut client = api.client();
+    client.register("x", &[EventType::Invoke]).await.unwrap();
+    client.queue_next_event();
+    let id = client.extension_id().to_owned();
+    client
+        .connection()
+        .send(
+            Method::PUT,
+            "/2022-07-01/telemetry",
+            &[(HEADER_IDENTIFIER, &id)],
+            Bytes::from_static(b"{}"),
+            1024,
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(!client.next_event_queued(), "nothing waits on a closed connection");
+    assert!(matches!(client.next_event().await.unwrap(), Event::Invoke { .. }));
+    let seen = api.seen();
+    let routes: Vec<_> = seen.iter().map(|r| (r.route.as_str(), r.connection)).collect();
+    assert_eq!(routes, [(REGISTER, 0), (SUBSCRIBE, 0), (NEXT, 1)]);
+}

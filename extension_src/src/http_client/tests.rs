@@ -177,3 +177,135 @@ async fn a_silent_server_times_out() {
     assert!(matches!(err, Error::Timeout(_)), "{err}");
     drop(listener);
 }
+
+// ---- pipelining: a queued request written behind the next one sent ----
+
+/// Accepts one connection and plays `script` on it: `Read` reads what the client wrote (to the
+/// returned channel), `Write` answers. A second connection is never accepted.
+enum Step {
+    Read,
+    Write(&'static str),
+    Pause(Duration),
+    Close,
+}
+
+async fn scripted(script: Vec<Step>) -> (String, mpsc::UnboundedReceiver<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        for step in script {
+            match step {
+                Step::Read => {
+                    let mut buf = [0u8; 4096];
+                    let n = stream.read(&mut buf).await.unwrap_or(0);
+                    let _ = tx.send(String::from_utf8_lossy(&buf[..n]).into_owned());
+                }
+                Step::Write(answer) => stream.write_all(answer.as_bytes()).await.unwrap(),
+                Step::Pause(pause) => tokio::time::sleep(pause).await,
+                Step::Close => return,
+            }
+        }
+        // Hold the connection (and the listener) open until the client is done.
+        let _ = stream.read(&mut [0u8; 1]).await;
+        drop(listener);
+    });
+    (address, rx)
+}
+
+const ACCEPTED: &str = "HTTP/1.1 202 Accepted\r\nContent-Length: 4\r\n\r\n\"OK\"";
+const EVENT: &str = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nevent\r\n0\r\n\r\n";
+const SHORT: Option<Duration> = Some(Duration::from_secs(1));
+
+async fn put_then_queued_get(conn: &mut Connection) -> Result<Answer, Error> {
+    conn.queue(&Method::GET, "/next", &[("Lambda-Extension-Identifier", "id-1")], b"")
+        .unwrap();
+    assert!(!conn.has_pending(), "nothing is written before the next send");
+    conn.send(Method::PUT, "/sub", &[], Bytes::from_static(b"{}"), 64, SHORT).await
+}
+
+#[tokio::test]
+async fn a_queued_request_goes_in_the_same_write_and_its_answer_is_read_after() {
+    // Both answers in one write, as a quick server gives them: the second waits for `receive`,
+    // and the connection is kept for what follows (the server accepts no second one).
+    let both: &'static str = format!("{ACCEPTED}{EVENT}").leak();
+    let (address, mut written) = scripted(vec![Step::Read, Step::Write(both), Step::Read, Step::Write(OK)]).await;
+    let mut conn = Connection::new(&address);
+    let first = put_then_queued_get(&mut conn).await.unwrap();
+    assert_eq!((first.status, &first.body[..]), (StatusCode::ACCEPTED, &b"\"OK\""[..]));
+    assert_eq!(
+        written.recv().await.unwrap(),
+        format!(
+            "PUT /sub HTTP/1.1\r\nHost: {address}\r\nContent-Length: 2\r\n\r\n{{}}GET /next HTTP/1.1\r\nHost: {address}\r\nLambda-Extension-Identifier: id-1\r\n\r\n"
+        )
+    );
+    assert!(conn.has_pending());
+    let second = conn.receive(64, SHORT).await.unwrap();
+    assert_eq!((second.status, &second.body[..]), (StatusCode::OK, &b"event"[..]));
+    assert!(!conn.has_pending());
+    assert!(conn.stream.is_some(), "kept after the queued answer");
+    assert!(
+        matches!(conn.receive(64, SHORT).await, Err(Error::Request(_))),
+        "nothing waits any more"
+    );
+    let third = conn.send(Method::GET, "/x", &[], Bytes::new(), 16, SHORT).await.unwrap();
+    assert_eq!(&third.body[..], b"ok", "the same connection serves the next request");
+}
+
+#[tokio::test]
+async fn a_queued_answer_that_comes_later_is_waited_for() {
+    // Lambda holds `/event/next` until there is an event: its answer comes long after the first.
+    let script = vec![
+        Step::Read,
+        Step::Write(ACCEPTED),
+        Step::Pause(Duration::from_millis(200)),
+        Step::Write(EVENT),
+    ];
+    let (address, _) = scripted(script).await;
+    let mut conn = Connection::new(&address);
+    put_then_queued_get(&mut conn).await.unwrap();
+    let second = conn.receive(64, SHORT).await.unwrap();
+    assert_eq!(&second.body[..], b"event");
+}
+
+#[tokio::test]
+async fn a_queued_answer_that_does_not_come_in_time_is_given_up_with_its_connection() {
+    let (address, _) = scripted(vec![Step::Read, Step::Write(ACCEPTED)]).await;
+    let mut conn = Connection::new(&address);
+    put_then_queued_get(&mut conn).await.unwrap();
+    let err = conn.receive(64, Some(Duration::from_millis(50))).await.unwrap_err();
+    assert!(matches!(err, Error::Timeout(_)), "{err}");
+    assert!(!conn.has_pending() && conn.stream.is_none());
+}
+
+#[tokio::test]
+async fn a_connection_closed_before_the_queued_answer_is_an_error_that_says_so() {
+    let (address, _) = scripted(vec![Step::Read, Step::Write(ACCEPTED), Step::Close]).await;
+    let mut conn = Connection::new(&address);
+    put_then_queued_get(&mut conn).await.unwrap();
+    match conn.receive(64, SHORT).await {
+        Err(Error::Io(e)) => assert!(is_closed(&e), "{e}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn bytes_nobody_asked_for_after_an_answer_end_the_connection() {
+    // Without a queued request, what follows an answer cannot be anyone's: the connection is not
+    // reused (a second request would read it as its answer). The server accepts one connection.
+    let both: &'static str = format!("{OK}{OK}").leak();
+    let (address, _) = scripted(vec![Step::Read, Step::Write(both)]).await;
+    let mut conn = Connection::new(&address);
+    assert_eq!(&get(&mut conn, 16).await.unwrap().body[..], b"ok");
+    assert!(conn.stream.is_none());
+    assert!(!conn.has_pending());
+}
+
+#[tokio::test]
+async fn a_failed_send_drops_its_queued_request() {
+    let (address, _) = scripted(vec![Step::Read, Step::Close]).await;
+    let mut conn = Connection::new(&address);
+    assert!(put_then_queued_get(&mut conn).await.is_err());
+    assert!(!conn.has_pending(), "the queued request went with its connection");
+}

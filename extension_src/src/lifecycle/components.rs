@@ -28,7 +28,7 @@ use crate::metrics::{self, Dimensions, Durations, Emitter};
 use crate::runtime_proxy::{self, RuntimeProxy};
 use crate::s3::client::{Bucket, Endpoint};
 use crate::s3::credentials::{Provider, Source};
-use crate::telemetry::{self, Applier, Buffering, Subscription, TelemetryListener};
+use crate::telemetry::{self, Applier, Buffering, SubscribeBody, Subscription, TelemetryListener};
 use crate::tls::Tls;
 
 /// Bounds the one subscription PUT: a local call that answers in microseconds; the bound only
@@ -60,6 +60,18 @@ pub struct Components {
 struct ExportReady {
     bucket: Bucket,
     logs: Option<Arc<LogBuffer>>,
+}
+
+/// A subscription ready to send once the extension has its identifier: the listener's socket
+/// (bound, not yet served), what will apply its batches, and the request's body.
+pub struct TelemetryPrepared {
+    body: SubscribeBody,
+    listener: TcpListener,
+    applier: Applier,
+    /// Woken after every batch the applier applies.
+    applied: Arc<Notify>,
+    durations: Option<Arc<Durations>>,
+    max_body: usize,
 }
 
 struct MetricsPart {
@@ -286,35 +298,14 @@ impl Components {
         }
     }
 
-    /// Binds the telemetry listener when telemetry is on (`None` when off).
-    pub async fn bind_telemetry(o: &Options) -> Option<std::io::Result<(TcpListener, String)>> {
-        if o.config.telemetry.enabled {
-            Some(telemetry::bind(o.config.telemetry.port).await)
-        } else {
-            None
+    /// Prepares the subscription when telemetry is on: binds the listener's socket and writes the
+    /// subscription's body, while Lambda answers the registration (`None` when off, or when the
+    /// socket cannot be bound, which is logged).
+    pub async fn prepare_telemetry(&mut self, o: &Options, store: &Arc<Store>, managed: bool) -> Option<TelemetryPrepared> {
+        if !o.config.telemetry.enabled {
+            return None;
         }
-    }
-
-    pub fn set_registration(&mut self, registration: &Registration) {
-        if !registration.function_name.is_empty() {
-            self.env.function_name.clone_from(&registration.function_name);
-        }
-        if !registration.function_version.is_empty() {
-            self.env.function_version.clone_from(&registration.function_version);
-        }
-    }
-
-    /// Subscribes to the Telemetry API and serves the listener only while the subscription is in
-    /// effect. Returns a note for the ready line when telemetry is unsupported here (the RIE).
-    pub async fn start_telemetry(
-        &mut self,
-        o: &Options,
-        store: &Arc<Store>,
-        managed: bool,
-        client: &mut Client,
-        bound: Option<std::io::Result<(TcpListener, String)>>,
-    ) -> Option<String> {
-        let (listener, host) = match bound? {
+        let (listener, host) = match telemetry::bind(o.config.telemetry.port).await {
             Ok(bound) => bound,
             Err(e) => {
                 self.log.error(
@@ -347,32 +338,50 @@ impl Components {
             applier = applier.forwarding(Box::new(move |body: &[u8]| logs.push_batch(body)));
         }
         let t = &o.config.telemetry;
-        let max_body = telemetry::body_limit(t.max_bytes);
         let buffering = Buffering {
             max_items: t.max_items,
             max_bytes: t.max_bytes,
             timeout_ms: t.timeout_ms,
         };
+        Some(TelemetryPrepared {
+            body: SubscribeBody::new(&host, port, &buffering, &types),
+            listener,
+            applier,
+            applied,
+            durations,
+            max_body: telemetry::body_limit(t.max_bytes),
+        })
+    }
+
+    pub fn set_registration(&mut self, registration: &Registration) {
+        if !registration.function_name.is_empty() {
+            self.env.function_name.clone_from(&registration.function_name);
+        }
+        if !registration.function_version.is_empty() {
+            self.env.function_version.clone_from(&registration.function_version);
+        }
+    }
+
+    /// Subscribes to the Telemetry API and serves the listener only while the subscription is in
+    /// effect. Returns a note for the ready line when telemetry is unsupported here (the RIE).
+    pub async fn start_telemetry(&mut self, o: &Options, client: &mut Client, prepared: Option<TelemetryPrepared>) -> Option<String> {
+        let prepared = prepared?;
         let extension_id = client.extension_id().to_owned();
         // The socket is bound, so a batch posted before the listener serves waits in its backlog;
         // the listener serves only once a subscription is in effect, and the socket is closed
         // (dropped) otherwise.
-        let subscribed = telemetry::subscribe(
-            client.connection(),
-            &extension_id,
-            &host,
-            port,
-            &buffering,
-            &types,
-            SUBSCRIBE_TIMEOUT,
-        )
-        .await;
+        let subscribed = telemetry::subscribe(client.connection(), &extension_id, &prepared.body, SUBSCRIBE_TIMEOUT).await;
         match subscribed {
             Ok(Subscription::Subscribed) => {
-                self.telemetry = Some(TelemetryListener::start(listener, applier, max_body, o.log.clone()));
-                self.telemetry_applied = Some(applied);
+                self.telemetry = Some(TelemetryListener::start(
+                    prepared.listener,
+                    prepared.applier,
+                    prepared.max_body,
+                    o.log.clone(),
+                ));
+                self.telemetry_applied = Some(prepared.applied);
                 self.env.features.telemetry = "on";
-                self.durations_ready = durations;
+                self.durations_ready = prepared.durations;
                 None
             }
             Ok(Subscription::NotSupported) => {

@@ -103,16 +103,22 @@ pub async fn run(o: Options, terminated: impl Future<Output = ()>) -> i32 {
     //    every extension has registered, so the runtime finds it ready.
     parts.start_runtime_proxy(&o, &store).await;
 
-    // 4. Register, binding the telemetry listener's socket meanwhile.
-    //    Without a registration there is no identifier to report an init error with: log, exit 1,
-    //    and Lambda fails the init.
+    // 4. Register on a connection opened first, so that the request leaves at once; while Lambda
+    //    answers, check the export and prepare the subscription (its socket bound, its body
+    //    written): the subscription then follows the identifier with nothing in between. Without a
+    //    registration there is no identifier to report an init error with: log, exit 1, and Lambda
+    //    fails the init.
     let events: &[EventType] = if managed {
         &[EventType::Shutdown]
     } else {
         &[EventType::Invoke, EventType::Shutdown]
     };
     let mut client = Client::new(&o.config.runtime_api);
-    let (registered, telemetry_bound) = tokio::join!(client.register(o.name, events), Components::bind_telemetry(&o));
+    client.connect().await;
+    let (registered, telemetry) = tokio::join!(client.register(o.name, events), async {
+        parts.check_export(&o);
+        parts.prepare_telemetry(&o, &store, managed).await
+    });
     let registration = match registered {
         Ok(registration) => registration,
         Err(e) => {
@@ -125,12 +131,22 @@ pub async fn run(o: Options, terminated: impl Future<Output = ()>) -> i32 {
             return 1;
         }
     };
-    parts.set_registration(&registration);
 
-    // 5. Subscribe to telemetry: one PUT during init. Anything but a subscription closes the
-    //    listener and leaves INVOKE-only records.
-    parts.check_export(&o);
-    let telemetry_note = parts.start_telemetry(&o, &store, managed, &mut client, telemetry_bound).await;
+    // 5. Subscribe to telemetry: one PUT during init, with the first `/event/next` written right
+    //    behind it in the same write, so that the extension's init does not wait for the answer
+    //    (Lambda starts the runtime at this moment, and answers late when its start is slow).
+    //    Lambda answers in order: the subscription is taken before the extension is ready.
+    //    Anything but a subscription closes the listener and leaves INVOKE-only records.
+    let mut asked_next_at = None;
+    if telemetry.is_some() {
+        client.queue_next_event();
+        asked_next_at = Some((o.clock)());
+    }
+    let telemetry_note = parts.start_telemetry(&o, &mut client, telemetry).await;
+    if !client.next_event_queued() {
+        asked_next_at = None; // the subscription failed with its connection: the loop asks again
+    }
+    parts.set_registration(&registration);
     if managed && parts.telemetry_state() != "on" {
         log.warn(
             "on Lambda Managed Instances records come only from telemetry, which is not on: the history stays empty",
@@ -149,7 +165,10 @@ pub async fn run(o: Options, terminated: impl Future<Output = ()>) -> i32 {
         ("maxRecords", o.config.max_records.into()),
         ("telemetry", parts.telemetry_state().into()),
         ("managedInstances", managed.into()),
-        ("startupMs", (o.clock)().millis_since(o.started).into()),
+        (
+            "startupMs",
+            asked_next_at.unwrap_or_else(|| (o.clock)()).millis_since(o.started).into(),
+        ),
     ];
     if let Some(note) = &telemetry_note {
         ready.push(("telemetryNote", note.as_str().into()));

@@ -26,6 +26,8 @@ struct FakeState {
     subscription: String,
     /// The subscription's answer: status and body (default 200 "OK").
     telemetry_answer: Option<(StatusCode, &'static str)>,
+    /// How long the subscription's answer takes.
+    telemetry_delay: Option<Duration>,
     /// Posted to the subscription's destination once, at the first `/event/next`, as Lambda posts
     /// telemetry once init is done.
     telemetry_batch: Option<String>,
@@ -91,6 +93,10 @@ impl FakeLambda {
                 response
             }
             ("PUT", "/2022-07-01/telemetry") => {
+                let delay = lock(&state).telemetry_delay;
+                if let Some(delay) = delay {
+                    tokio::time::sleep(delay).await;
+                }
                 let mut s = lock(&state);
                 s.subscription = body;
                 let (status, answer) = s.telemetry_answer.unwrap_or((StatusCode::OK, "\"OK\""));
@@ -615,4 +621,30 @@ fn environment_ids_are_32_lowercase_hex_digits_and_differ() {
         assert!(id.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)), "{id}");
     }
     assert_ne!(a, b);
+}
+
+#[tokio::test]
+async fn the_first_next_event_goes_with_the_subscription_and_start_up_does_not_wait_for_its_answer() {
+    // Lambda answers the subscription late (it starts the runtime at that moment); the extension
+    // has asked for its first event in the same write, so its start-up does not include the wait,
+    // and the event that comes is read from that request, not asked for again.
+    let fake = FakeLambda::start(&[&invoke("a"), SHUTDOWN]).await;
+    lock(&fake.state).telemetry_delay = Some(Duration::from_millis(300));
+    let run = options(&fake, &[]);
+    assert_eq!(super::run(run.options, never()).await, 0);
+    let log = text(&run.lines);
+    let ready = log.lines().find(|l| l.contains("msg=ready")).unwrap();
+    let startup: f64 = ready
+        .split("startupMs=")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(startup < 300.0, "{ready}");
+    assert!(ready.contains("telemetry=on"), "{ready}");
+    assert_eq!(run.store.records().len(), 1);
+    assert_eq!(lock(&fake.state).next_calls, 2, "INVOKE, then SHUTDOWN");
 }

@@ -18,7 +18,7 @@ mod subscribe;
 pub use apply::Applier;
 pub use events::{BatchOutcome, Event, InitEvent, InitPhase, InvokeEvent, InvokePhase, Item, Malformed, for_each_event, parse_batch};
 pub use listener::{Stats, TelemetryListener, bind, body_limit};
-pub use subscribe::{Buffering, Subscription, subscribe};
+pub use subscribe::{Buffering, SubscribeBody, Subscription, subscribe};
 
 /// The Telemetry API schema the extension subscribes with: Lambda Managed Instances require it
 /// and it is backward compatible with Lambda (default) functions.

@@ -75,35 +75,44 @@ struct ApiError<'a> {
     error_message: Cow<'a, str>,
 }
 
-/// Subscribes the extension registered as `extension_id` to the streams `types`, posted to
-/// `http://{host}:{port}`, through the Telemetry API at `runtime_api` (host:port). A 2xx answer
-/// whose body carries errorType `Telemetry.NotSupported` is `NotSupported`, not an error: that is
-/// how emulators without a Telemetry API answer (with 202), so the status alone says nothing.
+/// A subscription to the streams `types`, posted to `http://{host}:{port}`, written before the
+/// extension has its identifier: it is prepared while Lambda answers the registration, so the PUT
+/// leaves as soon as the identifier is known.
+pub struct SubscribeBody(Bytes);
+
+impl SubscribeBody {
+    #[must_use]
+    pub fn new(host: &str, port: u16, buffering: &Buffering, types: &[&str]) -> Self {
+        let request = SubscribeRequest {
+            schema_version: SCHEMA_VERSION,
+            types,
+            buffering,
+            destination: Destination {
+                protocol: "HTTP",
+                uri: format!("http://{host}:{port}"),
+            },
+        };
+        // Strings and integers cannot fail to serialize.
+        Self(serde_json::to_vec(&request).unwrap_or_default().into())
+    }
+}
+
+/// Subscribes the extension registered as `extension_id` with `body`, over `connection` to the
+/// Telemetry API. A 2xx answer whose body carries errorType `Telemetry.NotSupported` is
+/// `NotSupported`, not an error: that is how emulators without a Telemetry API answer (with 202),
+/// so the status alone says nothing.
 pub async fn subscribe(
     connection: &mut Connection,
     extension_id: &str,
-    host: &str,
-    port: u16,
-    buffering: &Buffering,
-    types: &[&str],
+    body: &SubscribeBody,
     timeout: Duration,
 ) -> Result<Subscription, String> {
-    let request = SubscribeRequest {
-        schema_version: SCHEMA_VERSION,
-        types,
-        buffering,
-        destination: Destination {
-            protocol: "HTTP",
-            uri: format!("http://{host}:{port}"),
-        },
-    };
-    let body = serde_json::to_vec(&request).map_err(|e| format!("subscribe to telemetry: {e}"))?;
     let answer = connection
         .send(
             Method::PUT,
             SUBSCRIBE_PATH,
             &[(HEADER_IDENTIFIER, extension_id), ("Content-Type", "application/json")],
-            Bytes::from(body),
+            body.0.clone(),
             MAX_ANSWER_BYTES,
             Some(timeout),
         )

@@ -950,10 +950,7 @@ async fn subscribe_reads_the_answer_from_its_body() {
         let got = subscribe(
             &mut crate::http_client::Connection::new(&address),
             "ext-1",
-            DESTINATION_HOST,
-            4243,
-            &BUFFERING,
-            &["platform"],
+            &SubscribeBody::new(DESTINATION_HOST, 4243, &BUFFERING, &["platform"]),
             Duration::from_secs(5),
         )
         .await;
@@ -991,10 +988,7 @@ async fn subscribe_asks_for_the_log_streams_it_is_given() {
     let got = subscribe(
         &mut crate::http_client::Connection::new(&address),
         "ext-1",
-        DESTINATION_HOST,
-        4243,
-        &BUFFERING,
-        &["platform", "function", "extension"],
+        &SubscribeBody::new(DESTINATION_HOST, 4243, &BUFFERING, &["platform", "function", "extension"]),
         Duration::from_secs(5),
     )
     .await;
@@ -1012,10 +1006,7 @@ async fn subscribe_reports_an_api_it_cannot_reach() {
     let err = subscribe(
         &mut crate::http_client::Connection::new(&address),
         "ext-1",
-        DESTINATION_HOST,
-        4243,
-        &BUFFERING,
-        &["platform"],
+        &SubscribeBody::new(DESTINATION_HOST, 4243, &BUFFERING, &["platform"]),
         Duration::from_secs(1),
     )
     .await
@@ -1028,10 +1019,7 @@ async fn subscribe_reports_an_api_it_cannot_reach() {
     let err = subscribe(
         &mut crate::http_client::Connection::new(&address),
         "ext-1",
-        DESTINATION_HOST,
-        4243,
-        &BUFFERING,
-        &["platform"],
+        &SubscribeBody::new(DESTINATION_HOST, 4243, &BUFFERING, &["platform"]),
         Duration::from_millis(50),
     )
     .await
