@@ -36,6 +36,8 @@ const MAX_HEAD_BYTES: usize = 16 << 10;
 const MAX_HEADERS: usize = 64;
 /// The read buffer is kept between requests up to this size (a large answer's is let go).
 const MAX_KEPT_BUFFER: usize = 64 << 10;
+/// The body of an answer read only to be dropped (`receive` after a timeout) is bounded here.
+const MAX_SKIPPED_BODY: usize = 64 << 10;
 /// What one read asks the socket for at least.
 const READ_CHUNK: usize = 4096;
 
@@ -123,9 +125,20 @@ pub struct Connection {
     /// A request to write right behind the next one `send` writes (`queue`).
     queued: Vec<u8>,
     queued_head_only: bool,
-    /// A request written behind the last one sent awaits its answer (`receive`); `true` when it
-    /// was a HEAD (no body comes).
-    pending: Option<bool>,
+    /// A request written behind the last one sent awaits its answer (`receive`).
+    pending: Option<Pending>,
+    /// The whole of `request` went out on the kept connection.
+    written: bool,
+}
+
+/// The answers still to come for a queued request, in the order the server gives them.
+#[derive(Clone, Copy)]
+struct Pending {
+    /// The answer of the request sent in front of it, when `send` gave up on it (a timeout, before
+    /// any of it came): read and dropped first. `true` when that was a HEAD (no body comes).
+    skip: Option<bool>,
+    /// `true` when the queued request is a HEAD.
+    head_only: bool,
 }
 
 /// How the answer's body ends.
@@ -149,6 +162,7 @@ impl Connection {
             queued: Vec::new(),
             queued_head_only: false,
             pending: None,
+            written: false,
         }
     }
 
@@ -188,22 +202,43 @@ impl Connection {
         }
         self.request.clear();
         encode(&mut self.request, &self.host, &method, path, headers, &body)?;
+        let head_only = method == Method::HEAD;
         let queued = (!self.queued.is_empty()).then(|| {
             self.request.extend_from_slice(&self.queued);
             self.queued.clear();
             self.queued_head_only
         });
-        let exchange = self.exchange(method == Method::HEAD, max_body, queued.is_some());
+        let exchange = self.exchange(head_only, max_body, queued.is_some());
         let answer = match timeout {
             Some(limit) => tokio::time::timeout(limit, exchange)
                 .await
                 .unwrap_or_else(|_| Err(Error::Timeout(limit))),
             None => exchange.await,
+        };
+        match (answer, queued) {
+            (Ok(answer), queued) => {
+                // The queued request's answer follows on the same connection, if it was kept.
+                self.pending = queued
+                    .filter(|_| self.stream.is_some())
+                    .map(|head_only| Pending { skip: None, head_only });
+                Ok(answer)
+            }
+            // Given up on before any of its answer came, with a request queued behind it: the
+            // connection stays, and the late answer is read and dropped before the queued one's.
+            // Dropping the connection instead could lose an answer the server still gives, to a
+            // request (`/event/next`) it may already have taken.
+            (Err(Error::Timeout(limit)), Some(queued_head_only)) if self.written && self.read.is_empty() && self.stream.is_some() => {
+                self.pending = Some(Pending {
+                    skip: Some(head_only),
+                    head_only: queued_head_only,
+                });
+                Err(Error::Timeout(limit))
+            }
+            (Err(e), _) => {
+                self.stream = None;
+                Err(e)
+            }
         }
-        .inspect_err(|_| self.stream = None)?;
-        // The queued request's answer follows on the same connection, if it was kept.
-        self.pending = queued.filter(|_| self.stream.is_some());
-        Ok(answer)
     }
 
     /// Encodes a request to be written right behind the next one `send` writes, in the same
@@ -226,19 +261,26 @@ impl Connection {
     /// Reads the answer to the request written behind the last one sent (`queue`), at most
     /// `max_body` bytes of it; `timeout` as for `send`.
     pub async fn receive(&mut self, max_body: usize, timeout: Option<Duration>) -> Result<Answer, Error> {
-        let Some(head_only) = self.pending.take() else {
+        let Some(pending) = self.pending.take() else {
             return Err(Error::Request("no request waits for its answer".to_owned()));
         };
         // `pending` is set only while the connection is kept.
         let Some(mut stream) = self.stream.take() else {
             return Err(Error::Request("no request waits for its answer".to_owned()));
         };
-        let read = read_answer(&mut stream, &mut self.read, head_only, max_body);
+        let read = &mut self.read;
+        let answers = async {
+            if let Some(head_only) = pending.skip {
+                // The answer `send` gave up on; its size is bounded like any answer's.
+                read_answer(&mut stream, read, head_only, MAX_SKIPPED_BODY).await?;
+            }
+            read_answer(&mut stream, read, pending.head_only, max_body).await
+        };
         let (answer, keep) = match timeout {
-            Some(limit) => tokio::time::timeout(limit, read)
+            Some(limit) => tokio::time::timeout(limit, answers)
                 .await
                 .unwrap_or_else(|_| Err(Error::Timeout(limit))),
-            None => read.await,
+            None => answers.await,
         }?;
         if keep && self.read.is_empty() {
             self.stream = Some(stream);
@@ -249,21 +291,22 @@ impl Connection {
     /// Writes the encoded request(s) and reads the first answer; with `pipelined`, the bytes after
     /// it are the next answer's and are kept.
     async fn exchange(&mut self, head_only: bool, max_body: usize, pipelined: bool) -> Result<Answer, Error> {
+        self.written = false;
         let reused = self.stream.is_some();
-        let mut stream = match self.stream.take() {
-            Some(stream) => stream,
-            None => self.connect().await?,
-        };
-        let (answer, keep) = match self.round_trip(&mut stream, head_only, max_body, pipelined).await {
+        if !reused {
+            self.stream = Some(self.connect().await?);
+        }
+        let (answer, keep) = match self.round_trip(head_only, max_body, pipelined).await {
             // A kept connection the peer closed meanwhile: once more on a new one.
             Err(Error::Io(e)) if reused && is_closed(&e) => {
-                stream = self.connect().await?;
-                self.round_trip(&mut stream, head_only, max_body, pipelined).await
+                self.stream = None;
+                self.stream = Some(self.connect().await?);
+                self.round_trip(head_only, max_body, pipelined).await
             }
             other => other,
         }?;
-        if keep {
-            self.stream = Some(stream);
+        if !keep {
+            self.stream = None;
         }
         Ok(answer)
     }
@@ -293,16 +336,15 @@ impl Connection {
     /// connection can be kept. Bytes after the answer are kept for the next one only when a
     /// second request was written (`pipelined`): otherwise nothing asked for them, and the
     /// connection is not reused.
-    async fn round_trip(
-        &mut self,
-        stream: &mut Stream,
-        head_only: bool,
-        max_body: usize,
-        pipelined: bool,
-    ) -> Result<(Answer, bool), Error> {
+    async fn round_trip(&mut self, head_only: bool, max_body: usize, pipelined: bool) -> Result<(Answer, bool), Error> {
+        let Some(stream) = self.stream.as_mut() else {
+            return Err(Error::Request("no connection".to_owned()));
+        };
+        self.written = false;
+        self.read.clear();
         stream.write_all(&self.request).await.map_err(Error::Io)?;
         stream.flush().await.map_err(Error::Io)?;
-        self.read.clear();
+        self.written = true;
         let (answer, keep) = read_answer(stream, &mut self.read, head_only, max_body).await?;
         Ok((answer, keep && (pipelined || self.read.is_empty())))
     }

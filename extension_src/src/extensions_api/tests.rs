@@ -578,3 +578,49 @@ async fn a_queued_next_event_lost_with_its_connection_is_asked_again() {
     let routes: Vec<_> = seen.iter().map(|r| (r.route.as_str(), r.connection)).collect();
     assert_eq!(routes, [(REGISTER, 0), (SUBSCRIBE, 0), (NEXT, 1)]);
 }
+
+#[tokio::test]
+async fn a_queued_next_event_outlives_a_subscription_given_up_on() {
+    // Go's server reads a connection's requests one after the other and may take the queued
+    // `/event/next` once it has answered the late subscription, whoever still listens. Lambda
+    // then refuses a second `/event/next` from an extension that is already waiting (403), so the
+    // client must not ask again on a new connection: it reads the late answer and drops it, then
+    // reads its event.
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let event = r#"{"eventType":"INVOKE","requestId":"r1"}"#;
+    tokio::spawn(async move {
+        let (mut first, _) = listener.accept().await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let _ = first.read(&mut buf).await; // the PUT and the GET behind it
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let late = "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n\"OK\"";
+        let answer = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{event}", event.len());
+        let _ = first.write_all(format!("{late}{answer}").as_bytes()).await;
+        // A second connection asking for its next event is refused, as Lambda refuses it.
+        while let Ok((mut other, _)) = listener.accept().await {
+            let _ = other.read(&mut buf).await;
+            let body = r#"{"errorType":"Extension.InvalidState"}"#;
+            let refused = format!("HTTP/1.1 403 Forbidden\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+            let _ = other.write_all(refused.as_bytes()).await;
+        }
+    });
+    let mut client = Client::new(&address);
+    client.queue_next_event();
+    let err = client
+        .connection()
+        .send(
+            Method::PUT,
+            "/2022-07-01/telemetry",
+            &[],
+            Bytes::from_static(b"{}"),
+            1024,
+            Some(Duration::from_millis(50)),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, http_client::Error::Timeout(_)), "{err}");
+    assert!(client.next_event_queued());
+    assert!(matches!(client.next_event().await.unwrap(), Event::Invoke { .. }));
+}

@@ -309,3 +309,45 @@ async fn a_failed_send_drops_its_queued_request() {
     assert!(put_then_queued_get(&mut conn).await.is_err());
     assert!(!conn.has_pending(), "the queued request went with its connection");
 }
+
+#[tokio::test]
+async fn a_send_given_up_on_keeps_its_queued_request_and_drops_its_late_answer() {
+    // The first answer comes after `send` gave up: the connection stays (the server may already
+    // hold the queued request), the late answer is read and dropped, and the queued one's read.
+    let script = vec![
+        Step::Read,
+        Step::Pause(Duration::from_millis(200)),
+        Step::Write(ACCEPTED),
+        Step::Write(EVENT),
+    ];
+    let (address, _) = scripted(script).await;
+    let mut conn = Connection::new(&address);
+    conn.queue(&Method::GET, "/next", &[], b"").unwrap();
+    let err = conn
+        .send(
+            Method::PUT,
+            "/sub",
+            &[],
+            Bytes::from_static(b"{}"),
+            64,
+            Some(Duration::from_millis(50)),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Timeout(_)), "{err}");
+    assert!(conn.has_pending() && conn.stream.is_some());
+    let answer = conn.receive(64, SHORT).await.unwrap();
+    assert_eq!((answer.status, &answer.body[..]), (StatusCode::OK, &b"event"[..]));
+}
+
+#[tokio::test]
+async fn a_send_given_up_on_without_a_queued_request_drops_its_connection() {
+    let (address, _) = scripted(vec![Step::Read, Step::Pause(Duration::from_millis(200)), Step::Write(OK)]).await;
+    let mut conn = Connection::new(&address);
+    let err = conn
+        .send(Method::GET, "/x", &[], Bytes::new(), 64, Some(Duration::from_millis(50)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Timeout(_)), "{err}");
+    assert!(!conn.has_pending() && conn.stream.is_none());
+}

@@ -648,3 +648,23 @@ async fn the_first_next_event_goes_with_the_subscription_and_start_up_does_not_w
     assert_eq!(run.store.records().len(), 1);
     assert_eq!(lock(&fake.state).next_calls, 2, "INVOKE, then SHUTDOWN");
 }
+
+#[tokio::test]
+async fn a_subscription_answered_after_its_timeout_loses_no_event() {
+    // The answer comes after the subscription was given up (1 s): the extension runs without
+    // telemetry and still gets its first event (`extensions_api` tests that it comes from the
+    // `/event/next` written behind the `PUT`, which a server may hold even after the wait).
+    let fake = FakeLambda::start(&[&invoke("a"), SHUTDOWN]).await;
+    lock(&fake.state).telemetry_delay = Some(SUBSCRIBE_TIMEOUT_FOR_TESTS + Duration::from_millis(300));
+    let run = options(&fake, &[]);
+    assert_eq!(super::run(run.options, never()).await, 0);
+    let log = text(&run.lines);
+    assert!(
+        log.contains("telemetry subscription failed") && log.contains("telemetry=failed"),
+        "{log}"
+    );
+    assert_eq!(run.store.records().len(), 1, "{log}");
+    assert_eq!(lock(&fake.state).next_calls, 2, "INVOKE, then SHUTDOWN");
+}
+
+const SUBSCRIBE_TIMEOUT_FOR_TESTS: Duration = Duration::from_secs(1);
