@@ -498,6 +498,25 @@ async fn registration_gives_up_on_an_api_that_never_listens() {
 
 const SUBSCRIBE: &str = "PUT /2022-07-01/telemetry";
 
+/// Queues `/event/next` and sends a subscription in front of it, as the lifecycle does at init.
+async fn subscribe_with_next_queued(client: &mut Client, timeout: Option<Duration>) -> Result<Answer, http_client::Error> {
+    client.queue_next_event();
+    assert!(!client.next_event_queued(), "written only with the next request");
+    let id = client.extension_id().to_owned();
+    let headers: &[(&str, &str)] = if id.is_empty() { &[] } else { &[(HEADER_IDENTIFIER, &id)] };
+    client
+        .connection()
+        .send(
+            Method::PUT,
+            "/2022-07-01/telemetry",
+            headers,
+            Bytes::from_static(b"{}"),
+            1024,
+            timeout,
+        )
+        .await
+}
+
 #[tokio::test]
 async fn a_queued_next_event_follows_the_next_request_and_is_not_asked_again() {
     let invoke = r#"{"eventType":"INVOKE","requestId":"r1"}"#;
@@ -512,21 +531,7 @@ async fn a_queued_next_event_follows_the_next_request_and_is_not_asked_again() {
     let mut client = api.client();
     client.connect().await;
     client.register("x", &[EventType::Invoke]).await.unwrap();
-    client.queue_next_event();
-    assert!(!client.next_event_queued(), "written only with the next request");
-    let id = client.extension_id().to_owned();
-    let sub = client
-        .connection()
-        .send(
-            Method::PUT,
-            "/2022-07-01/telemetry",
-            &[(HEADER_IDENTIFIER, &id)],
-            Bytes::from_static(b"{}"),
-            1024,
-            None,
-        )
-        .await
-        .unwrap();
+    let sub = subscribe_with_next_queued(&mut client, None).await.unwrap();
     assert_eq!(sub.status, StatusCode::OK);
     assert!(client.next_event_queued());
     for _ in 0..2 {
@@ -558,20 +563,7 @@ async fn a_queued_next_event_lost_with_its_connection_is_asked_again() {
     .await;
     let mut client = api.client();
     client.register("x", &[EventType::Invoke]).await.unwrap();
-    client.queue_next_event();
-    let id = client.extension_id().to_owned();
-    client
-        .connection()
-        .send(
-            Method::PUT,
-            "/2022-07-01/telemetry",
-            &[(HEADER_IDENTIFIER, &id)],
-            Bytes::from_static(b"{}"),
-            1024,
-            None,
-        )
-        .await
-        .unwrap();
+    subscribe_with_next_queued(&mut client, None).await.unwrap();
     assert!(!client.next_event_queued(), "nothing waits on a closed connection");
     assert!(matches!(client.next_event().await.unwrap(), Event::Invoke { .. }));
     let seen = api.seen();
@@ -607,17 +599,7 @@ async fn a_queued_next_event_outlives_a_subscription_given_up_on() {
         }
     });
     let mut client = Client::new(&address);
-    client.queue_next_event();
-    let err = client
-        .connection()
-        .send(
-            Method::PUT,
-            "/2022-07-01/telemetry",
-            &[],
-            Bytes::from_static(b"{}"),
-            1024,
-            Some(Duration::from_millis(50)),
-        )
+    let err = subscribe_with_next_queued(&mut client, Some(Duration::from_millis(50)))
         .await
         .unwrap_err();
     assert!(matches!(err, http_client::Error::Timeout(_)), "{err}");

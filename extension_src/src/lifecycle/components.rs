@@ -33,7 +33,7 @@ use crate::tls::Tls;
 
 /// Bounds the one subscription PUT: a local call that answers in microseconds; the bound only
 /// matters when something is wrong, and then init goes on.
-const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(1);
+pub(super) const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The running parts.
 pub struct Components {

@@ -504,15 +504,29 @@ async fn telemetry_off_and_subscription_failures() {
     assert!(lock(&fake.state).subscription.is_empty(), "no subscription when off");
     assert!(text(&run.lines).contains("telemetry=off"));
 
-    let fake = FakeLambda::start(&[SHUTDOWN]).await;
-    lock(&fake.state).telemetry_answer = Some((StatusCode::INTERNAL_SERVER_ERROR, r#"{"errorType":"Boom"}"#));
-    let run = options(&fake, &[]);
-    assert_eq!(super::run(run.options, never()).await, 0);
-    let log = text(&run.lines);
-    assert!(
-        log.contains("telemetry subscription failed") && log.contains("telemetry=failed"),
-        "{log}"
-    );
+    // An error answer, and an answer after the subscription was given up: the extension runs
+    // without telemetry and still gets its first event (`extensions_api` tests that it comes from
+    // the `/event/next` written behind the `PUT`, which a server may hold even after the wait).
+    for (answer, delay) in [
+        (Some((StatusCode::INTERNAL_SERVER_ERROR, r#"{"errorType":"Boom"}"#)), None),
+        (None, Some(components::SUBSCRIBE_TIMEOUT + Duration::from_millis(300))),
+    ] {
+        let fake = FakeLambda::start(&[&invoke("a"), SHUTDOWN]).await;
+        {
+            let mut s = lock(&fake.state);
+            s.telemetry_answer = answer;
+            s.telemetry_delay = delay;
+        }
+        let run = options(&fake, &[]);
+        assert_eq!(super::run(run.options, never()).await, 0);
+        let log = text(&run.lines);
+        assert!(
+            log.contains("telemetry subscription failed") && log.contains("telemetry=failed"),
+            "{log}"
+        );
+        assert_eq!(run.store.records().len(), 1, "{log}");
+        assert_eq!(lock(&fake.state).next_calls, 2, "INVOKE, then SHUTDOWN");
+    }
 }
 
 #[tokio::test]
@@ -648,23 +662,3 @@ async fn the_first_next_event_goes_with_the_subscription_and_start_up_does_not_w
     assert_eq!(run.store.records().len(), 1);
     assert_eq!(lock(&fake.state).next_calls, 2, "INVOKE, then SHUTDOWN");
 }
-
-#[tokio::test]
-async fn a_subscription_answered_after_its_timeout_loses_no_event() {
-    // The answer comes after the subscription was given up (1 s): the extension runs without
-    // telemetry and still gets its first event (`extensions_api` tests that it comes from the
-    // `/event/next` written behind the `PUT`, which a server may hold even after the wait).
-    let fake = FakeLambda::start(&[&invoke("a"), SHUTDOWN]).await;
-    lock(&fake.state).telemetry_delay = Some(SUBSCRIBE_TIMEOUT_FOR_TESTS + Duration::from_millis(300));
-    let run = options(&fake, &[]);
-    assert_eq!(super::run(run.options, never()).await, 0);
-    let log = text(&run.lines);
-    assert!(
-        log.contains("telemetry subscription failed") && log.contains("telemetry=failed"),
-        "{log}"
-    );
-    assert_eq!(run.store.records().len(), 1, "{log}");
-    assert_eq!(lock(&fake.state).next_calls, 2, "INVOKE, then SHUTDOWN");
-}
-
-const SUBSCRIBE_TIMEOUT_FOR_TESTS: Duration = Duration::from_secs(1);
