@@ -134,7 +134,8 @@ pub async fn run(o: Options, terminated: impl Future<Output = ()>) -> i32 {
 
     // 5. Subscribe to telemetry: one PUT during init, with the first `/event/next` written right
     //    behind it in the same write, so that the extension's init does not wait for the answer
-    //    (Lambda starts the runtime at this moment, and answers late when its start is slow).
+    //    (Lambda starts the runtime at this moment: the RIE answers 3 to 15 ms late in a quarter
+    //    to a half of its cold starts, docs/performance.md).
     //    Lambda answers in order: the subscription is taken before the extension is ready.
     //    Anything but a subscription closes the listener and leaves INVOKE-only records.
     let mut asked_next_at = None;
