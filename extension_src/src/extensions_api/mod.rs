@@ -308,9 +308,9 @@ async fn call(
     checked(operation, answer)
 }
 
-/// The answer to a queued request (`/event/next`), when one was written; `None` when there is none, or
-/// when the connection closed before it came (the server answers in order, so it never took
-/// that request): the caller asks again.
+/// The answer to a queued request (`/event/next`), when one was written; `None` when there is
+/// none, or when the connection closed before it came (the server answers in order, so it never
+/// took that request): the caller asks again.
 async fn queued_answer(connection: &mut Connection) -> Option<Result<Answer, http_client::Error>> {
     if !connection.has_pending() {
         return None;
