@@ -117,6 +117,15 @@ def port_free(port: int) -> bool:
             return False
 
 
+def listening(port: int, timeout: float = 0.2) -> bool:
+    """Whether something accepts connections on 127.0.0.1:port now."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
 def go_function() -> list[str]:
     """Bootstrap command of the Go sample (provided.al2023 runs the binary directly)."""
     return [str(GO_BOOTSTRAP)]
@@ -248,11 +257,9 @@ class LocalLambda:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"RIE exited with {self.process.returncode}:\n{self.logs()}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+            if listening(self.port):
                 return
-            except OSError:
-                time.sleep(self.poll_interval)
+            time.sleep(self.poll_interval)
         raise RuntimeError(f"RIE did not listen on 127.0.0.1:{self.port} within {timeout}s:\n{self.logs()}")
 
     def stop(self, timeout: float = 10.0) -> int:

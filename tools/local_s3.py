@@ -20,14 +20,13 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 import boto3
 
-from tools.local_lambda import ROOT, free_port, wait_until
+from tools.local_lambda import ROOT, free_port, listening, wait_until
 
 REGION = "us-east-1"
 # Test-only TLS material (extension_src/testdata/tls): a server certificate for 127.0.0.1 and the CA
@@ -44,14 +43,6 @@ STOP_TIMEOUT_S = 10.0
 def server_command(port: int, tls: bool = False) -> list[str]:
     tls_args = ["-s", "-c", str(TLS_DIR / "server.pem"), "-k", str(TLS_DIR / "server.key")] if tls else []
     return [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port), *tls_args]
-
-
-def listening(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-        return True
-    except OSError:
-        return False
 
 
 class LocalS3:

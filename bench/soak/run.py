@@ -15,7 +15,6 @@ import http.client
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ from pathlib import Path
 
 from bench.harness import BIN, GO_BUILD_INFO_MAGIC, INVOKE_PATH, BenchLambda, go_build, machine, say, summary
 from bench.soak import checks, readers, telemetry
-from tools.local_lambda import EXTENSION, EXTENSION_NAME, RIE, ROOT, LocalLambda, NoIdleRuntime, free_port, local_api_json, wait_until
+from tools.local_lambda import EXTENSION, EXTENSION_NAME, RIE, ROOT, LocalLambda, NoIdleRuntime, free_port, listening, local_api_json, wait_until
 
 MODES = ("managed", "standard")
 # The RIE's managed-instances Telemetry API deadlocks when a batch is due (its buffering timeout
@@ -171,7 +170,7 @@ class Soak:
             uri = f"destinationURI=http://sandbox.localdomain:{self.telemetry_port}"
             self.check("subscribed with the soak's telemetry port", uri in local.logs(), uri)
         else:
-            self.check("no telemetry listener without a subscription", not listening(self.telemetry_port),
+            self.check("no telemetry listener without a subscription", not listening(self.telemetry_port, timeout=1),
                        f"127.0.0.1:{self.telemetry_port}")  # fmt: skip
         self.sample(local, 1, pid)
 
@@ -354,14 +353,6 @@ def describe_binary(path: Path) -> dict:
         "language": "Go" if GO_BUILD_INFO_MAGIC in data else "Rust",
         "linking": f"dynamic ({interpreter.decode()})" if interpreter else "static",
     }
-
-
-def listening(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
 
 
 def table(result: dict) -> str:
