@@ -291,7 +291,6 @@ impl Connection {
     /// Writes the encoded request(s) and reads the first answer; with `pipelined`, the bytes after
     /// it are the next answer's and are kept.
     async fn exchange(&mut self, head_only: bool, max_body: usize, pipelined: bool) -> Result<Answer, Error> {
-        self.written = false;
         let reused = self.stream.is_some();
         if !reused {
             self.stream = Some(self.connect().await?);

@@ -138,15 +138,13 @@ pub async fn run(o: Options, terminated: impl Future<Output = ()>) -> i32 {
     //    to a half of its cold starts, docs/performance.md).
     //    Lambda answers in order: the subscription is taken before the extension is ready.
     //    Anything but a subscription closes the listener and leaves INVOKE-only records.
-    let mut asked_next_at = None;
     if telemetry.is_some() {
         client.queue_next_event();
-        asked_next_at = Some((o.clock)());
     }
+    let subscribing_at = (o.clock)();
     let telemetry_note = parts.start_telemetry(&o, &mut client, telemetry).await;
-    if !client.next_event_queued() {
-        asked_next_at = None; // the subscription failed with its connection: the loop asks again
-    }
+    // Unless the subscription failed with its connection: then the event loop asks.
+    let asked_next_at = client.next_event_queued().then_some(subscribing_at);
     parts.set_registration(&registration);
     if managed && parts.telemetry_state() != "on" {
         log.warn(
